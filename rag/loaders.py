@@ -1,0 +1,350 @@
+"""Loaders: turn a file on disk into plain text (with page spans for PDFs).
+
+Each loader raises :class:`LoaderError` with a one-line, human reason; callers report it per file
+and carry on with the others.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import os
+import re
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rag.config import RagError
+
+SUPPORTED_EXTENSIONS = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx")
+
+
+class LoaderError(RagError):
+    """A file could not be turned into text; ``str(error)`` is the reason, one line."""
+
+
+@dataclass(frozen=True)
+class PageSpan:
+    """Where one page of a paginated document lies in the extracted text (1-based number)."""
+
+    number: int
+    start: int
+    end: int
+
+
+@dataclass
+class LoadedDocument:
+    """The text of one file and what we know about it."""
+
+    path: Path
+    text: str
+    title: str
+    pages: list[PageSpan] = field(default_factory=list)
+
+    def page_at(self, offset: int) -> int | None:
+        """1-based page number holding ``offset``, or None for documents without pages."""
+        for page in self.pages:
+            if page.start <= offset < page.end:
+                return page.number
+        return self.pages[-1].number if self.pages else None
+
+
+def file_sha256(path: Path, chunk_bytes: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes, read in blocks (never the whole file at once)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk_bytes):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_supported(path: Path) -> bool:
+    return path.suffix.lower() in SUPPORTED_EXTENSIONS
+
+
+def discover_files(root: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """All files below ``root`` (or ``root`` itself): (supported files, skipped with reasons).
+
+    Directory symlinks are followed once; loops and repeats are skipped, never walked forever.
+    """
+    if root.is_file():
+        if is_supported(root):
+            return [root], []
+        return [], [(root, f"unsupported file type {root.suffix or '(none)'!r}")]
+    found: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+    seen_dirs: set[tuple[int, int]] = set()
+    for directory, subdirs, files in os.walk(root, followlinks=True, onerror=None):
+        try:
+            info = os.stat(directory)
+        except OSError:
+            continue
+        key = (info.st_dev, info.st_ino)
+        if key in seen_dirs:
+            subdirs[:] = []
+            skipped.append((Path(directory), "directory already visited (symlink loop)"))
+            continue
+        seen_dirs.add(key)
+        subdirs[:] = sorted(name for name in subdirs if not name.startswith("."))
+        for name in sorted(files):
+            if name.startswith("."):
+                continue
+            path = Path(directory) / name
+            if is_supported(path):
+                found.append(path)
+            else:
+                skipped.append((path, f"unsupported file type {path.suffix or '(none)'!r}"))
+    return found, skipped
+
+
+def load_file(path: Path, max_bytes: int | None = None) -> LoadedDocument:
+    """Load one supported file. Raises LoaderError with the reason when it can't."""
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        raise LoaderError(f"cannot read file: {error.strerror or error}") from None
+    if not path.is_file():
+        raise LoaderError("not a regular file")
+    if max_bytes is not None and size > max_bytes:
+        raise LoaderError(
+            f"file too large ({size / 1e6:.1f} MB > {max_bytes / 1e6:.0f} MB limit; "
+            "raise RAG_MAX_FILE_MB to allow it)"
+        )
+    if size == 0:
+        raise LoaderError("empty file")
+    if not os.access(path, os.R_OK):
+        raise LoaderError("permission denied")
+    loader = _LOADERS.get(path.suffix.lower())
+    if loader is None:
+        raise LoaderError(f"unsupported file type {path.suffix or '(none)'!r}")
+    try:
+        document = loader(path)
+    except LoaderError:
+        raise
+    except PermissionError:
+        raise LoaderError("permission denied") from None
+    except OSError as error:
+        raise LoaderError(f"cannot read file: {error.strerror or error}") from None
+    except MemoryError:
+        raise LoaderError("out of memory while reading the file") from None
+    except Exception as error:  # a parser's own failure: report it, never crash the ingest
+        raise LoaderError(f"cannot parse file: {type(error).__name__}: {error}") from None
+    if not document.text.strip():
+        raise LoaderError("no text found in the file")
+    return document
+
+
+# Plain text -------------------------------------------------------------------------------
+
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def decode_text(data: bytes) -> str:
+    """Decode bytes of a text file: BOM, then UTF-8, then a detected legacy encoding.
+
+    Raises LoaderError for binary data or text in no recognisable encoding.
+    """
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            try:
+                return _normalise_newlines(data.decode(encoding))
+            except UnicodeDecodeError:
+                raise LoaderError(f"invalid {encoding} text despite its byte-order mark") from None
+    if b"\x00" in data[:8192]:
+        raise LoaderError("binary file (contains NUL bytes), not text")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = _decode_legacy(data)
+    if _looks_binary(text):
+        raise LoaderError("binary file (mostly control characters), not text")
+    return _normalise_newlines(text)
+
+
+def _decode_legacy(data: bytes) -> str:
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data[: 1 << 20]).best()
+    if best is None or best.encoding is None:
+        raise LoaderError("cannot decode text: not UTF-8 and no other encoding fits")
+    try:
+        return data.decode(best.encoding)
+    except (UnicodeDecodeError, LookupError):
+        raise LoaderError(f"cannot decode text as {best.encoding}") from None
+
+
+def _looks_binary(text: str) -> bool:
+    sample = text[:8192]
+    if not sample:
+        return False
+    control = sum(1 for char in sample if ord(char) < 32 and char not in "\t\n\r\f\v")
+    return control / len(sample) > 0.05
+
+
+def _normalise_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _title_from_text(text: str, fallback: str) -> str:
+    for line in text.splitlines():
+        line = line.strip().lstrip("#").strip()
+        if line:
+            return line[:200]
+    return fallback
+
+
+def _load_text(path: Path) -> LoadedDocument:
+    text = decode_text(path.read_bytes())
+    return LoadedDocument(path=path, text=text, title=_title_from_text(text, path.stem))
+
+
+def _load_markdown(path: Path) -> LoadedDocument:
+    text = decode_text(path.read_bytes())
+    heading = re.search(r"^\s{0,3}#\s+(.+?)\s*#*\s*$", text, flags=re.MULTILINE)
+    title = heading.group(1).strip()[:200] if heading else _title_from_text(text, path.stem)
+    return LoadedDocument(path=path, text=text, title=title)
+
+
+# HTML --------------------------------------------------------------------------------------
+
+_BLOCK_TAGS = (
+    "p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article",
+    "header", "footer", "blockquote", "pre", "table", "ul", "ol", "dd", "dt", "hr", "main",
+)  # fmt: skip
+
+
+def _load_html(path: Path) -> LoadedDocument:
+    from bs4 import BeautifulSoup
+
+    markup = decode_text(path.read_bytes())
+    soup = BeautifulSoup(markup, "lxml")
+    for tag in soup(["script", "style", "noscript", "template", "svg", "iframe", "object"]):
+        tag.decompose()
+    title_tag = soup.find("title")
+    heading = soup.find("h1")
+    title = (
+        (title_tag.get_text(" ", strip=True) if title_tag else "")
+        or (heading.get_text(" ", strip=True) if heading else "")
+        or path.stem
+    )
+    if title_tag:
+        title_tag.decompose()
+    for tag in soup.find_all(_BLOCK_TAGS):
+        tag.insert_before("\n")
+        tag.insert_after("\n")
+    body = soup.body or soup
+    text = body.get_text()
+    lines = [re.sub(r"[ \t\u00a0]+", " ", line).strip() for line in text.splitlines()]
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    return LoadedDocument(path=path, text=text, title=title[:200])
+
+
+# PDF ---------------------------------------------------------------------------------------
+
+
+def _load_pdf(path: Path) -> LoadedDocument:
+    import logging
+
+    from pypdf import PdfReader
+    from pypdf.errors import FileNotDecryptedError, PdfReadError
+
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    with open(path, "rb") as handle:
+        if not handle.read(1024).lstrip().startswith(b"%PDF"):
+            raise LoaderError("not a PDF file (no %PDF header)")
+    try:
+        reader = PdfReader(str(path), strict=False)
+        if reader.is_encrypted:
+            try:
+                reader.decrypt("")
+                _ = len(reader.pages)
+            except Exception:
+                raise LoaderError("encrypted PDF (password required)") from None
+        parts: list[str] = []
+        pages: list[PageSpan] = []
+        offset = 0
+        for number, page in enumerate(reader.pages, start=1):
+            page_text = _normalise_newlines(page.extract_text() or "").strip()
+            if not page_text:
+                continue
+            if parts:
+                parts.append("\n\n")
+                offset += 2
+            pages.append(PageSpan(number, offset, offset + len(page_text)))
+            parts.append(page_text)
+            offset += len(page_text)
+        metadata_title = (reader.metadata or {}).get("/Title") if reader.metadata else None
+    except LoaderError:
+        raise
+    except FileNotDecryptedError:
+        raise LoaderError("encrypted PDF (password required)") from None
+    except PdfReadError as error:
+        raise LoaderError(f"corrupt or truncated PDF: {error}") from None
+    text = "".join(parts)
+    if not text.strip():
+        raise LoaderError("PDF has no extractable text (scanned images need OCR, not supported)")
+    title = str(metadata_title).strip() if metadata_title else _title_from_text(text, path.stem)
+    return LoadedDocument(path=path, text=text, title=title[:200], pages=pages)
+
+
+# DOCX --------------------------------------------------------------------------------------
+
+
+def _iter_docx_blocks(document: object) -> Iterator[str]:
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
+    for block in document.iter_inner_content():  # type: ignore[attr-defined]
+        if isinstance(block, Paragraph):
+            yield block.text
+        elif isinstance(block, Table):
+            for row in block.rows:
+                cells: list[str] = []
+                for cell in row.cells:
+                    value = cell.text.strip()
+                    if value and (not cells or cells[-1] != value):
+                        cells.append(value)
+                if cells:
+                    yield " | ".join(cells)
+
+
+def _load_docx(path: Path) -> LoadedDocument:
+    import docx
+    from docx.opc.exceptions import PackageNotFoundError
+
+    if not zipfile.is_zipfile(path):
+        raise LoaderError("not a valid .docx file (not a zip archive)")
+    try:
+        document = docx.Document(str(path))
+    except (PackageNotFoundError, KeyError, zipfile.BadZipFile):
+        raise LoaderError("not a valid .docx file (no Word document inside the archive)") from None
+    blocks = [block.strip() for block in _iter_docx_blocks(document)]
+    text = "\n\n".join(block for block in blocks if block)
+    title = (document.core_properties.title or "").strip()
+    if not title:
+        for paragraph in document.paragraphs:
+            style = (paragraph.style.name or "") if paragraph.style is not None else ""
+            if paragraph.text.strip() and (style.startswith("Heading") or style == "Title"):
+                title = paragraph.text.strip()
+                break
+    return LoadedDocument(
+        path=path, text=text, title=(title or _title_from_text(text, path.stem))[:200]
+    )
+
+
+_LOADERS: dict[str, Callable[[Path], LoadedDocument]] = {
+    ".txt": _load_text,
+    ".md": _load_markdown,
+    ".markdown": _load_markdown,
+    ".html": _load_html,
+    ".htm": _load_html,
+    ".pdf": _load_pdf,
+    ".docx": _load_docx,
+}

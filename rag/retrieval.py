@@ -1,0 +1,380 @@
+"""Retrieval: dense (Chroma) + BM25 (bm25s), fused; exposed as a LangChain retriever.
+
+The BM25 index is derived from the store's chunks and cached under ``index_dir/.rag/``, keyed
+by the collection's revision (which every ingest changes), so it is rebuilt only when the
+collection changed, by whichever process next needs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict
+
+from rag.config import Settings
+from rag.embeddings import Embedder, get_embedder
+from rag.store import Store, open_store
+
+REVISION_CHECK_SECONDS = 1.0
+BM25_FORMAT = "1"
+
+
+@dataclass
+class RetrievedChunk:
+    """A chunk returned for a query, with its scores (higher is better)."""
+
+    chunk_id: str
+    text: str
+    metadata: dict[str, Any]
+    score: float
+    dense_score: float | None = None
+    bm25_score: float | None = None
+
+    @property
+    def source(self) -> str:
+        return str(self.metadata.get("source", ""))
+
+    @property
+    def title(self) -> str:
+        return str(self.metadata.get("title", ""))
+
+    @property
+    def page(self) -> int | None:
+        page = self.metadata.get("page")
+        return int(page) if page is not None else None
+
+    @property
+    def start(self) -> int:
+        return int(self.metadata.get("start", 0))
+
+    @property
+    def end(self) -> int:
+        return int(self.metadata.get("end", self.start + len(self.text)))
+
+    @property
+    def search_text(self) -> str:
+        """The text that was embedded and keyword-indexed (title + chunk)."""
+        return _search_text(self.title, self.text)
+
+    def to_document(self) -> Document:
+        metadata = dict(self.metadata)
+        metadata.update(
+            chunk_id=self.chunk_id,
+            score=self.score,
+            dense_score=self.dense_score,
+            bm25_score=self.bm25_score,
+        )
+        return Document(id=self.chunk_id, page_content=self.text, metadata=metadata)
+
+
+@dataclass
+class RetrievalResult:
+    """Ranked chunks plus the relevance signals used to decide whether to answer at all."""
+
+    query: str
+    chunks: list[RetrievedChunk]
+    best_dense: float
+    best_bm25: float
+    seconds: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _search_text(title: str, text: str) -> str:
+    if not title or text.startswith(title):
+        return text
+    return f"{title}\n{text}"
+
+
+class _Records:
+    """All chunk ids, texts and metadata of the collection, in BM25 index order."""
+
+    def __init__(self, ids: list[str], texts: list[str], metadatas: list[dict[str, Any]]):
+        self.ids = ids
+        self.texts = texts
+        self.metadatas = metadatas
+        self.position = {chunk_id: i for i, chunk_id in enumerate(ids)}
+        self.sources = np.array([str(m.get("source", "")) for m in metadatas], dtype=object)
+
+
+class BM25Index:
+    """A bm25s index over every chunk of a collection, with its records."""
+
+    def __init__(self, records: _Records, retriever: Any, tokenizer: Any):
+        self.records = records
+        self.retriever = retriever
+        self.tokenizer = tokenizer
+
+    @staticmethod
+    def make_tokenizer() -> Any:
+        import bm25s
+        import Stemmer
+
+        return bm25s.tokenization.Tokenizer(
+            stemmer=Stemmer.Stemmer("english"), stopwords="en", lower=True
+        )
+
+    @classmethod
+    def build(cls, records: _Records) -> BM25Index:
+        import bm25s
+
+        tokenizer = cls.make_tokenizer()
+        corpus = [
+            _search_text(str(meta.get("title", "")), text)
+            for text, meta in zip(records.texts, records.metadatas, strict=True)
+        ]
+        tokens = tokenizer.tokenize(corpus, return_as="tuple", show_progress=False)
+        retriever = bm25s.BM25(method="lucene", k1=1.2, b=0.75)
+        if records.ids:
+            retriever.index(tokens, show_progress=False)
+        return cls(records, retriever, tokenizer)
+
+    def save(self, folder: Path, revision: str) -> None:
+        """Write atomically: a temp folder renamed into place."""
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".bm25-", dir=folder.parent))
+        try:
+            if self.records.ids:
+                self.retriever.save(str(tmp), show_progress=False)
+                self.tokenizer.save_vocab(str(tmp))
+            with open(tmp / "records.jsonl", "w", encoding="utf-8") as handle:
+                for row in zip(
+                    self.records.ids, self.records.texts, self.records.metadatas, strict=True
+                ):
+                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            (tmp / "revision.json").write_text(
+                json.dumps({"revision": revision, "format": BM25_FORMAT})
+            )
+            if folder.exists():
+                shutil.rmtree(folder, ignore_errors=True)
+            os.replace(tmp, folder)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    @classmethod
+    def load(cls, folder: Path, revision: str) -> BM25Index | None:
+        """The cached index if it is for ``revision``, else None."""
+        import bm25s
+
+        try:
+            stamp = json.loads((folder / "revision.json").read_text())
+            if stamp != {"revision": revision, "format": BM25_FORMAT}:
+                return None
+            ids, texts, metadatas = [], [], []
+            with open(folder / "records.jsonl", encoding="utf-8") as handle:
+                for line in handle:
+                    chunk_id, text, metadata = json.loads(line)
+                    ids.append(chunk_id)
+                    texts.append(text)
+                    metadatas.append(metadata)
+            records = _Records(ids, texts, metadatas)
+            tokenizer = cls.make_tokenizer()
+            if not ids:
+                return cls(records, bm25s.BM25(), tokenizer)
+            retriever = bm25s.BM25.load(str(folder), show_progress=False, verbosity=0)
+            tokenizer.load_vocab(str(folder))
+            return cls(records, retriever, tokenizer)
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def scores(self, query: str) -> np.ndarray:
+        """BM25 score of every chunk for ``query`` (zeros when no query term is indexed)."""
+        n = len(self.records.ids)
+        if n == 0:
+            return np.zeros(0, dtype=np.float32)
+        token_ids = self.tokenizer.tokenize(
+            [query], update_vocab=False, return_as="ids", show_progress=False
+        )[0]
+        vocab_size = len(self.retriever.scores["indptr"]) - 1
+        token_ids = [t for t in token_ids if 0 <= t < vocab_size]
+        if not token_ids:
+            return np.zeros(n, dtype=np.float32)
+        return np.asarray(self.retriever.get_scores_from_ids(token_ids), dtype=np.float32)
+
+
+def _top(scores: np.ndarray, k: int, mask: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the k highest positive scores, best first."""
+    if mask is not None:
+        scores = np.where(mask, scores, 0.0)
+    k = min(k, int(np.count_nonzero(scores > 0)))
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    part = np.argpartition(-scores, k - 1)[:k]
+    return part[np.argsort(-scores[part], kind="stable")]
+
+
+def fuse(
+    dense: dict[str, float],
+    bm25: dict[str, float],
+    method: str,
+    dense_weight: float,
+    bm25_weight: float,
+    rrf_k: int = 60,
+) -> dict[str, float]:
+    """Fused score per candidate id from dense cosine and BM25 scores (higher is better).
+
+    ``rrf``: weighted reciprocal rank fusion. ``convex``: weighted sum of min-max normalised
+    scores over each list (a candidate missing from a list gets 0 for it).
+    """
+    fused: dict[str, float] = {}
+    if method == "rrf":
+        for weight, ranking in ((dense_weight, dense), (bm25_weight, bm25)):
+            ordered = sorted(ranking, key=ranking.__getitem__, reverse=True)
+            for rank, chunk_id in enumerate(ordered):
+                fused[chunk_id] = fused.get(chunk_id, 0.0) + weight / (rrf_k + rank + 1)
+        return fused
+    for weight, ranking in ((dense_weight, dense), (bm25_weight, bm25)):
+        if not ranking:
+            continue
+        values = np.fromiter(ranking.values(), dtype=np.float64)
+        low, high = float(values.min()), float(values.max())
+        span = high - low
+        for chunk_id, value in ranking.items():
+            normalised = (value - low) / span if span > 0 else 1.0
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + weight * normalised
+    return fused
+
+
+class HybridSearcher:
+    """Dense + BM25 search over one collection; thread-safe, caches refreshed by revision."""
+
+    def __init__(
+        self, settings: Settings, embedder: Embedder | None = None, store: Store | None = None
+    ):
+        self.settings = settings
+        self.embedder = embedder or get_embedder(settings)
+        self.store = store or open_store(settings, self.embedder)
+        self._bm25: BM25Index | None = None
+        self._revision: str | None = None
+        self._checked_at = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.settings.state_dir / f"bm25-{self.settings.collection}"
+
+    def invalidate(self) -> None:
+        """Force a revision check on the next search (after an in-process ingest)."""
+        self._checked_at = 0.0
+
+    def bm25(self) -> BM25Index:
+        """The BM25 index for the collection's current revision (loaded or rebuilt)."""
+        now = time.monotonic()
+        if self._bm25 is not None and now - self._checked_at < REVISION_CHECK_SECONDS:
+            return self._bm25
+        with self._lock:
+            revision = self.store.revision()
+            self._checked_at = time.monotonic()
+            if self._bm25 is not None and revision == self._revision:
+                return self._bm25
+            index = BM25Index.load(self.cache_dir, revision)
+            if index is None:
+                index = BM25Index.build(self._read_records())
+                # A read-only index folder: keep the index in memory only.
+                with contextlib.suppress(OSError):
+                    index.save(self.cache_dir, revision)
+            self._bm25, self._revision = index, revision
+            return index
+
+    def _read_records(self) -> _Records:
+        ids: list[str] = []
+        texts: list[str] = []
+        metadatas: list[dict[str, Any]] = []
+        for page_ids, fields in self.store.iter_records(("documents", "metadatas")):
+            ids.extend(page_ids)
+            texts.extend(text or "" for text in fields["documents"])
+            metadatas.extend(meta or {} for meta in fields["metadatas"])
+        return _Records(ids, texts, metadatas)
+
+    def search(
+        self, query: str, k: int | None = None, sources: list[str] | None = None
+    ) -> RetrievalResult:
+        """The k best chunks for ``query`` (optionally only from the given sources)."""
+        started = time.perf_counter()
+        settings = self.settings
+        k = k or settings.k
+        fetch_k = max(settings.fetch_k, k)
+        index = self.bm25()
+        records = index.records
+        where = {"source": {"$in": list(sources)}} if sources else None
+        vector = self.embedder.encode_query(query)
+        embedded = time.perf_counter()
+        dense = dict(self.store.query(vector, fetch_k, where=where))
+        mask = np.isin(records.sources, list(sources)) if sources else None
+        bm25_scores = index.scores(query)
+        top = _top(bm25_scores, fetch_k, mask)
+        bm25 = {records.ids[i]: float(bm25_scores[i]) for i in top}
+        fused = fuse(
+            dense, bm25, settings.fusion, settings.dense_weight, settings.bm25_weight,
+            settings.rrf_k,
+        )  # fmt: skip
+        ranked = sorted(fused, key=fused.__getitem__, reverse=True)[:k]
+        chunks = self._hydrate(ranked, fused, dense, bm25)
+        return RetrievalResult(
+            query=query,
+            chunks=chunks,
+            best_dense=max(dense.values(), default=0.0),
+            best_bm25=max(bm25.values(), default=0.0),
+            seconds=time.perf_counter() - started,
+            details={"embed_s": embedded - started, "candidates": len(fused)},
+        )
+
+    def _hydrate(
+        self,
+        ranked: list[str],
+        fused: dict[str, float],
+        dense: dict[str, float],
+        bm25: dict[str, float],
+    ) -> list[RetrievedChunk]:
+        records = self._bm25.records if self._bm25 is not None else _Records([], [], [])
+        missing = [chunk_id for chunk_id in ranked if chunk_id not in records.position]
+        fetched = self.store.get(missing) if missing else {}
+        chunks: list[RetrievedChunk] = []
+        for chunk_id in ranked:
+            if chunk_id in records.position:
+                i = records.position[chunk_id]
+                text, metadata = records.texts[i], records.metadatas[i]
+            elif chunk_id in fetched:
+                text, metadata = fetched[chunk_id]
+            else:
+                continue  # deleted since the search began
+            chunks.append(
+                RetrievedChunk(
+                    chunk_id=chunk_id,
+                    text=text,
+                    metadata=metadata,
+                    score=fused[chunk_id],
+                    dense_score=dense.get(chunk_id),
+                    bm25_score=bm25.get(chunk_id),
+                )
+            )
+        return chunks
+
+
+class HybridRetriever(BaseRetriever):
+    """LangChain retriever over :class:`HybridSearcher` (Documents carry scores in metadata)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    searcher: HybridSearcher
+    k: int | None = None
+    sources: list[str] | None = None
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+    ) -> list[Document]:
+        result = self.searcher.search(query, k=self.k, sources=self.sources)
+        return [chunk.to_document() for chunk in result.chunks]

@@ -194,5 +194,115 @@ def reset(index_dir: Path | None, collection: str | None, yes: bool) -> None:
     click.echo(f"deleted collection '{settings.collection}'" if existed else "nothing to delete")
 
 
+@main.command()
+@click.argument("question")
+@index_option
+@collection_option
+@json_option
+@click.option("--llm", default=None, help="LLM backend (RAG_LLM): local, extractive, gguf:…, …")
+@click.option("--k", type=click.IntRange(1, 50), default=None, help="Chunks to answer from.")
+@click.option("--source", "sources", multiple=True, help="Only use these sources (repeatable).")
+@reports_errors
+def ask(
+    question: str,
+    index_dir: Path | None,
+    collection: str | None,
+    as_json: bool,
+    llm: str | None,
+    k: int | None,
+    sources: tuple[str, ...],
+) -> None:
+    """Answer a question from the indexed documents, with numbered sources."""
+    from rag.answer import RAG
+
+    settings = _settings(index_dir=index_dir, collection=collection, llm=llm, k=k)
+    bot = RAG(settings)
+    answer = bot.ask(question, sources=list(sources) or None)
+    if as_json:
+        _print_json(answer.to_dict())
+        return
+    click.echo(answer.answer)
+    _print_sources(answer)
+
+
+def _print_sources(answer: Any) -> None:
+    if not answer.citations:
+        return
+    click.echo("\nSources:")
+    for citation in answer.citations:
+        page = f", page {citation.page}" if citation.page is not None else ""
+        quote = citation.quote if len(citation.quote) <= 300 else citation.quote[:297] + "..."
+        click.echo(f'  [{citation.n}] {citation.source}{page}: "{quote}"')
+
+
+@main.command()
+@index_option
+@collection_option
+@click.option("--llm", default=None, help="LLM backend (RAG_LLM).")
+@click.option("--k", type=click.IntRange(1, 50), default=None, help="Chunks to answer from.")
+@reports_errors
+def chat(index_dir: Path | None, collection: str | None, llm: str | None, k: int | None) -> None:
+    """A conversation in the terminal. Commands: /sources, /reset, /quit."""
+    from rag.answer import RAG, QuestionError
+
+    settings = _settings(index_dir=index_dir, collection=collection, llm=llm, k=k)
+    bot = RAG(settings)
+    history: list[tuple[str, str]] = []
+    last = None
+    click.echo(
+        "Ask about your documents. /sources shows the last answer's sources, "
+        "/reset starts over, /quit (or Ctrl-D) leaves."
+    )
+    while True:
+        try:
+            question = click.prompt("you", prompt_suffix="> ", default="", show_default=False)
+        except (EOFError, click.Abort):
+            click.echo()
+            return
+        command = question.strip().lower()
+        if command in ("/quit", "/exit"):
+            return
+        if command == "/reset":
+            history.clear()
+            last = None
+            click.echo("(conversation cleared)")
+            continue
+        if command == "/sources":
+            if last is None or not last.citations:
+                click.echo("(no sources yet)")
+            else:
+                _print_sources(last)
+            continue
+        if not command:
+            continue
+        click.echo("bot> ", nl=False)
+        streamed = ""
+        try:
+            for event in bot.stream(question, history):
+                if event.kind == "token":
+                    streamed += event.text
+                    click.echo(event.text, nl=False)
+                elif event.answer is not None:
+                    last = event.answer
+        except QuestionError as error:
+            click.echo(f"({error})")
+            continue
+        if last is not None:
+            if streamed and streamed.strip() != last.answer.strip():
+                click.echo("\n  (checked against the sources:)\n     ", nl=False)
+            if streamed.strip() != last.answer.strip():
+                click.echo(last.answer, nl=False)
+            click.echo()
+            history.append((question, last.answer))
+
+
+@main.command()
+def doctor() -> None:
+    """Check that embeddings, Chroma and the default LLM work offline."""
+    from rag.doctor import run_checks
+
+    sys.exit(0 if run_checks() else 1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
@@ -300,13 +300,20 @@ class HybridSearcher:
         return _Records(ids, texts, metadatas)
 
     def search(
-        self, query: str, k: int | None = None, sources: list[str] | None = None
+        self,
+        query: str,
+        k: int | None = None,
+        sources: list[str] | None = None,
+        mode: Literal["hybrid", "dense", "bm25"] = "hybrid",
+        fetch_k: int | None = None,
     ) -> RetrievalResult:
-        """The k best chunks for ``query`` (optionally only from the given sources)."""
+        """The k best chunks for ``query`` (optionally only from the given sources).
+
+        ``mode`` "dense" or "bm25" ranks by one retriever alone (for evaluation)."""
         started = time.perf_counter()
         settings = self.settings
         k = k or settings.k
-        fetch_k = max(settings.fetch_k, k)
+        fetch_k = max(fetch_k or settings.fetch_k, k)
         index = self.bm25()
         records = index.records
         where = {"source": {"$in": list(sources)}} if sources else None
@@ -317,10 +324,15 @@ class HybridSearcher:
         bm25_scores = index.scores(query)
         top = _top(bm25_scores, fetch_k, mask)
         bm25 = {records.ids[i]: float(bm25_scores[i]) for i in top}
-        fused = fuse(
-            dense, bm25, settings.fusion, settings.dense_weight, settings.bm25_weight,
-            settings.rrf_k,
-        )  # fmt: skip
+        if mode == "dense":
+            fused = dict(dense)
+        elif mode == "bm25":
+            fused = dict(bm25)
+        else:
+            fused = fuse(
+                dense, bm25, settings.fusion, settings.dense_weight, settings.bm25_weight,
+                settings.rrf_k,
+            )  # fmt: skip
         ranked = sorted(fused, key=fused.__getitem__, reverse=True)[:k]
         chunks = self._hydrate(ranked, fused, dense, bm25)
         return RetrievalResult(

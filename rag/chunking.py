@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from rag.loaders import LoadedDocument
 
-CHUNKER_VERSION = "1"
+CHUNKER_VERSION = "2"
 
 # A boundary after sentence-final punctuation (optionally closed by quotes/brackets) followed
 # by whitespace, or at any line break.
@@ -108,6 +108,10 @@ def split_spans(
         next_first = last + 1
         while next_first - 1 > first and chunk_end - units[next_first - 1][0] <= chunk_overlap:
             next_first -= 1
+        # The next chunk must reach past this one: when the overlap leaves no room for the next
+        # unit, shrink it (else a chunk would hold nothing but text already in this one).
+        while next_first <= last and units[last + 1][1] - units[next_first][0] > chunk_size:
+            next_first += 1
         first = next_first
     return spans
 

@@ -121,3 +121,155 @@ def server_settings(chroma_url: str, tmp_path: Path, request: pytest.FixtureRequ
     return load_settings(
         index_dir=tmp_path / "index", chroma_url=chroma_url, collection=name, llm="extractive"
     )
+
+
+# Fixtures for the ingestion, store, CLI and reliability tests --------------------------------
+
+RAG_BIN = VENV_BIN / "rag"
+
+
+@pytest.fixture(scope="session")
+def shared_embedder(embedder):
+    """The session ``embedder`` also serves ``get_embedder()`` (used by RAG and ingest()), so the
+    model loads once per run even in tests that go through the public API."""
+    from rag.embeddings import _SHARED
+
+    _SHARED.setdefault(("packaged", embedder.batch_size), embedder)
+    return embedder
+
+
+def write_pdf(
+    path: Path,
+    pages: list[str],
+    title: str | None = None,
+    user_password: str | None = None,
+    owner_password: str | None = None,
+) -> Path:
+    """A real PDF with one text page per item (an empty string makes a blank page), written with
+    pypdf (Helvetica, latin-1 text). Passwords encrypt it (RC4-128: no extra crypto package)."""
+    from pypdf import PdfWriter
+    from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
+
+    writer = PdfWriter()
+    font = writer._add_object(
+        DictionaryObject(
+            {
+                NameObject("/Type"): NameObject("/Font"),
+                NameObject("/Subtype"): NameObject("/Type1"),
+                NameObject("/BaseFont"): NameObject("/Helvetica"),
+            }
+        )
+    )
+    for text in pages:
+        page = writer.add_blank_page(612, 792)
+        lines = []
+        for line in text.split("\n") if text else []:
+            escaped = line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+            lines.append(f"({escaped}) Tj T*")
+        stream = DecodedStreamObject()
+        stream.set_data(f"BT /F1 11 Tf 14 TL 72 720 Td {' '.join(lines)} ET".encode("latin-1"))
+        page[NameObject("/Contents")] = writer._add_object(stream)
+        page[NameObject("/Resources")] = DictionaryObject(
+            {NameObject("/Font"): DictionaryObject({NameObject("/F1"): font})}
+        )
+    if title:
+        writer.add_metadata({"/Title": title})
+    if user_password is not None or owner_password is not None:
+        writer.encrypt(user_password or "", owner_password, algorithm="RC4-128")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as handle:
+        writer.write(handle)
+    return path
+
+
+def write_docx(
+    path: Path,
+    paragraphs: list[str],
+    table: list[list[str]] | None = None,
+    heading: str | None = None,
+    title: str | None = None,
+) -> Path:
+    """A real .docx (python-docx): optional heading, paragraphs, then an optional table."""
+    import docx
+
+    document = docx.Document()
+    if title:
+        document.core_properties.title = title
+    if heading:
+        document.add_heading(heading, level=1)
+    for text in paragraphs:
+        document.add_paragraph(text)
+    if table:
+        grid = document.add_table(rows=len(table), cols=len(table[0]))
+        for r, row in enumerate(table):
+            for c, value in enumerate(row):
+                grid.cell(r, c).text = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document.save(str(path))
+    return path
+
+
+@pytest.fixture
+def make_pdf():
+    return write_pdf
+
+
+@pytest.fixture
+def make_docx():
+    return write_docx
+
+
+def rag_env(**extra: str) -> dict[str, str]:
+    """Environment for a `rag` subprocess: this process's (RAG_* already cleared by the autouse
+    fixture), offline, no rag.toml unless RAG_CONFIG is given, plus ``extra``."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAG_")}
+    env.update(
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        ANONYMIZED_TELEMETRY="False",
+        RAG_CONFIG=os.environ.get("RAG_CONFIG", "/nonexistent/rag.toml"),
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def run_rag(tmp_path: Path):
+    """Run the real `rag` console script: run_rag("ingest", path, "--json", env={...})."""
+
+    def run(
+        *args: str | Path,
+        env: dict[str, str] | None = None,
+        input: str | None = None,
+        timeout: float = 240,
+        cwd: Path | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(RAG_BIN), *map(str, args)],
+            env=rag_env(**(env or {})),
+            input=input if input is not None else "",
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=str(cwd or tmp_path),
+        )
+
+    return run
+
+
+def assert_clean_failure(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    """Exit status 1, an 'Error: …' line on stderr containing ``needles``, no traceback."""
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "Traceback" not in output, output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("Error: "), output
+    for needle in needles:
+        assert needle.lower() in result.stderr.lower(), output
+
+
+@pytest.fixture
+def clean_failure():
+    """assert_clean_failure as a fixture (test modules don't import conftest)."""
+    return assert_clean_failure

@@ -87,6 +87,13 @@ class Settings(BaseSettings):
     chunk_size: int = Field(1000, ge=100, le=20_000, description="Target chunk size (chars).")
     chunk_overlap: int = Field(150, ge=0, le=10_000, description="Overlap between chunks (chars).")
     max_file_mb: float = Field(50.0, gt=0, description="Files larger than this are rejected.")
+    ingest_flush_chunks: int = Field(
+        512,
+        ge=1,
+        le=100_000,
+        description="Chunks embedded and written to the store per step of an ingest (an "
+        "interrupted ingest redoes at most this much work).",
+    )
 
     # Retrieval
     k: int = Field(4, ge=1, le=50, description="Chunks given to the answer step.")

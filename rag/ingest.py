@@ -23,8 +23,6 @@ from rag.embeddings import Embedder, get_embedder
 from rag.loaders import LoaderError, discover_files, file_sha256, load_file
 from rag.store import IndexedFile, Store, open_store
 
-FLUSH_CHUNKS = 512
-
 
 @dataclass
 class FileFailure:
@@ -198,7 +196,7 @@ def ingest(
             except OSError as error:
                 report.failed.append(FileFailure(str(item.path), f"cannot read file: {error}"))
             files_done += 1
-            if pending_chunks >= FLUSH_CHUNKS:
+            if pending_chunks >= settings.ingest_flush_chunks:
                 flush()
             notify(item.source)
         flush()

@@ -23,6 +23,7 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import Runnable, RunnableGenerator, RunnableLambda
 from pydantic import BaseModel, Field
 
+from rag.chunking import sentence_spans
 from rag.config import RagError, Settings, load_settings
 from rag.embeddings import Embedder, get_embedder
 from rag.llm import LLMSpec, load_chat_model, parse_spec
@@ -33,6 +34,7 @@ from rag.retrieval import HybridSearcher, RetrievalResult, RetrievedChunk
 MIN_SUPPORT = 0.55
 MIN_EXTRACTIVE = 0.35
 EXTRACTIVE_KEEP_RATIO = 0.85
+MIN_RELATIVE_RELEVANCE = 0.7
 MAX_EXTRACTIVE_SENTENCES = 2
 
 
@@ -103,7 +105,6 @@ class StreamEvent:
 _WORD = re.compile(r"[^\W_]+(?:[.,'’][^\W_]+)*", re.UNICODE)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _MARKER = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
-_SENTENCE = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+|\n+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _REFUSAL = re.compile(
     r"\b(i (do not|don't|dont) know|not (mentioned|provided|stated|specified|included) in|"
@@ -141,26 +142,6 @@ def content_terms(text: str) -> list[str]:
 
 def numbers_in(text: str) -> set[str]:
     return {number.replace(",", "") for number in _NUMBER.findall(text)}
-
-
-def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
-    """Sentence spans (whitespace-trimmed) of text[start:end]."""
-    end = len(text) if end is None else end
-    spans: list[tuple[int, int]] = []
-    cursor = start
-    for match in _SENTENCE.finditer(text, start, end):
-        spans.append((cursor, match.start()))
-        cursor = match.end()
-    spans.append((cursor, end))
-    trimmed = []
-    for a, b in spans:
-        while a < b and text[a].isspace():
-            a += 1
-        while b > a and text[b - 1].isspace():
-            b -= 1
-        if b > a:
-            trimmed.append((a, b))
-    return trimmed
 
 
 def clean_question(question: str, max_chars: int) -> str:
@@ -543,22 +524,39 @@ class RAG:
         return None
 
     def verify(self, state: _State, draft: str, generate_started: float) -> Answer:
-        """Keep the draft's supported sentences (re-cited); else quote; else refuse."""
+        """Keep the draft's supported, on-topic sentences (re-cited); else quote; else refuse."""
         chunks = state.retrieval.chunks if state.retrieval else []
         generate_s = time.perf_counter() - generate_started
+        focus = state.question if state.standalone != state.question else None
+        ranked = self.rank_sentences(state.standalone, chunks, focus)
+        best_quote = ranked[0][0] if ranked else 0.0
         pieces = split_answer(draft) if draft.strip() else []
         said_unknown = bool(_REFUSAL.search(draft)) and len(pieces) <= 2
+        if said_unknown and state.spec.kind != "local":
+            # A capable model that read the passages and found no answer is believed; the tiny
+            # default model says "I don't know" too readily, so its answer is quoted instead.
+            answer = self._refused(state, "the passages found do not answer it")
+            answer.draft = draft
+            answer.timings.generate_s = round(generate_s, 4)
+            return answer
         kept: list[tuple[str, Support]] = []
         if pieces and not said_unknown:
-            table = self.verifier.support([text for text, _ in pieces], chunks)
-            for (text, markers), row in zip(pieces, table, strict=True):
+            texts = [_drop_lead_in(text) for text, _ in pieces]
+            table = self.verifier.support(texts, chunks)
+            relevance = self.relevance(texts, state.standalone, focus)
+            for text, (_, markers), row, on_topic in zip(
+                texts, pieces, table, relevance, strict=True
+            ):
                 support = _choose_support(row, markers, chunks)
-                if support is not None and support.score >= MIN_SUPPORT:
+                if (
+                    support is not None
+                    and support.score >= MIN_SUPPORT
+                    and on_topic >= max(MIN_EXTRACTIVE, MIN_RELATIVE_RELEVANCE * best_quote)
+                ):
                     kept.append((text, support))
         mode = "generated"
         if not kept:
-            focus = state.question if state.standalone != state.question else None
-            kept = self.extractive(state.standalone, chunks, focus)
+            kept = self.extractive(ranked, chunks)
             mode = "extractive"
         if not kept:
             answer = self._refused(state, "no sentence in the retrieved passages answers it")
@@ -583,11 +581,24 @@ class RAG:
             mode=mode,
         )
 
-    def extractive(
+    def relevance(self, texts: list[str], question: str, focus: str | None = None) -> list[float]:
+        """How well each text answers the question: embedding similarity blended with the
+        share of the question's content words (``focus``'s, for a condensed follow-up) it has."""
+        if not texts:
+            return []
+        question_terms = set(content_terms(focus or question)) or set(content_terms(question))
+        query_vector = self.embedder.encode_query(question)
+        vectors = self.embedder.encode(texts)
+        return [
+            _relevance(float(vector @ query_vector), question_terms, set(content_terms(text)))
+            for text, vector in zip(texts, vectors, strict=True)
+        ]
+
+    def rank_sentences(
         self, question: str, chunks: list[RetrievedChunk], focus: str | None = None
-    ) -> list[tuple[str, Support]]:
-        """The retrieved sentences that best answer ``question`` (may be empty). ``focus``: the
-        words that matter most (a follow-up's own words, when ``question`` was condensed)."""
+    ) -> list[tuple[float, int, int, int]]:
+        """Every sentence of the retrieved chunks as (relevance, chunk index, start, end within
+        the chunk), best first."""
         if not chunks:
             return []
         question_terms = set(content_terms(focus or question)) or set(content_terms(question))
@@ -595,20 +606,23 @@ class RAG:
         candidates: list[tuple[float, int, int, int]] = []
         for index, chunk in enumerate(chunks):
             info = self.verifier.chunk_sentences(chunk)
-            sentence_count = len(info.spans)
-            similarities = info.vectors[:sentence_count] @ query_vector
+            similarities = info.vectors[: len(info.spans)] @ query_vector
             for s, (a, b) in enumerate(info.spans):
-                terms = info.terms[s]
-                overlap = len(question_terms & terms) / len(question_terms) if question_terms else 0
-                score = 0.6 * float(similarities[s]) + 0.4 * overlap
+                score = _relevance(float(similarities[s]), question_terms, info.terms[s])
                 candidates.append((score, index, a, b))
         candidates.sort(key=lambda item: item[0], reverse=True)
-        best = candidates[0][0] if candidates else 0.0
+        return candidates
+
+    def extractive(
+        self, ranked: list[tuple[float, int, int, int]], chunks: list[RetrievedChunk]
+    ) -> list[tuple[str, Support]]:
+        """The best-ranked sentences, quoted (at most a few, distinct, in document order)."""
+        best = ranked[0][0] if ranked else 0.0
         if best < MIN_EXTRACTIVE:
             return []
         chosen: list[tuple[float, int, int, int]] = []
         seen: set[tuple[str, int, int]] = set()
-        for score, index, a, b in candidates:
+        for score, index, a, b in ranked:
             if score < best * EXTRACTIVE_KEEP_RATIO or len(chosen) >= MAX_EXTRACTIVE_SENTENCES:
                 break
             where = (chunks[index].source, chunks[index].start + a, chunks[index].start + b)
@@ -666,6 +680,24 @@ def missing_key_terms(question: str, chunks: list[RetrievedChunk]) -> list[str]:
             continue
         missing.append(word)
     return missing
+
+
+def _relevance(similarity: float, question_terms: set[str], terms: set[str]) -> float:
+    overlap = len(question_terms & terms) / len(question_terms) if question_terms else 0.0
+    return 0.6 * similarity + 0.4 * overlap
+
+
+_LEAD_IN = re.compile(r"^[^:]{3,80}:\s+(?=\S)")
+
+
+def _drop_lead_in(sentence: str) -> str:
+    """'The answer is: X' → 'X' (small models wrap quotes in such lead-ins)."""
+    match = _LEAD_IN.match(sentence)
+    if match and not _NUMBER.search(match.group(0)):
+        rest = sentence[match.end() :]
+        if len(_WORD.findall(rest)) >= 3:
+            return rest
+    return sentence
 
 
 def _choose_support(

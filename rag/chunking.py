@@ -44,19 +44,50 @@ class Chunk:
         return f"{self.title}\n{self.text}"
 
 
-def _units(text: str, start: int, end: int, max_chars: int) -> list[tuple[int, int]]:
-    """Sentence/line spans in ``text[start:end]`` (whitespace trimmed), none over max_chars."""
+# Words whose trailing period does not end a sentence ("Co. Ltd.", "Dr. Smith", "U.S. policy").
+# fmt: off
+ABBREVIATIONS = frozenset({
+    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "co", "corp", "inc", "ltd", "llc", "plc",
+    "dept", "univ", "gov", "gen", "col", "lt", "sgt", "capt", "vs", "etc", "e.g", "i.e", "cf",
+    "al", "fig", "figs", "eq", "no", "nos", "vol", "pp", "approx", "ca", "est", "jan", "feb",
+    "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "mt", "ft", "rev",
+    "u.s", "u.k", "u.n", "e.u",
+})
+# fmt: on
+_LAST_WORD = re.compile(r"([^\W\d_][\w.]*)\.$")
+
+
+def _ends_with_abbreviation(text: str, end: int) -> bool:
+    """Is the period at text[end-1] part of an abbreviation or an initial ("J. Smith")?"""
+    match = _LAST_WORD.search(text, max(0, end - 12), end)
+    if match is None:
+        return False
+    word = match.group(1).lower()
+    return word in ABBREVIATIONS or len(word) == 1
+
+
+def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """Sentence and line spans of ``text[start:end]``, whitespace-trimmed, offsets into text."""
+    end = len(text) if end is None else end
     spans: list[tuple[int, int]] = []
     cursor = start
     for match in _BOUNDARY.finditer(text, start, end):
-        spans.append((cursor, match.start()))
+        boundary = match.start()
+        is_newline = "\n" in match.group(0)
+        if not is_newline and text[boundary - 1] == "." and _ends_with_abbreviation(text, boundary):
+            continue
+        spans.append((cursor, boundary))
         cursor = match.end()
     spans.append((cursor, end))
+    trimmed = [_trim(text, a, b) for a, b in spans]
+    return [(a, b) for a, b in trimmed if a < b]
+
+
+def _units(text: str, start: int, end: int, max_chars: int) -> list[tuple[int, int]]:
+    """Sentence/line spans in ``text[start:end]`` (whitespace trimmed), none over max_chars."""
     units: list[tuple[int, int]] = []
-    for span_start, span_end in spans:
-        span_start, span_end = _trim(text, span_start, span_end)
-        if span_start < span_end:
-            units.extend(_split_long(text, span_start, span_end, max_chars))
+    for span_start, span_end in sentence_spans(text, start, end):
+        units.extend(_split_long(text, span_start, span_end, max_chars))
     return units
 
 

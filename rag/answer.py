@@ -35,6 +35,7 @@ MIN_SUPPORT = 0.55
 MIN_EXTRACTIVE = 0.35
 EXTRACTIVE_KEEP_RATIO = 0.85
 MIN_RELATIVE_RELEVANCE = 0.7
+WEAK_MODEL_RELATIVE_RELEVANCE = 0.95
 MAX_EXTRACTIVE_SENTENCES = 2
 
 
@@ -539,6 +540,12 @@ class RAG:
             answer.draft = draft
             answer.timings.generate_s = round(generate_s, 4)
             return answer
+        # The tiny default model's sentence must answer at least as well as the best quote.
+        relative = (
+            WEAK_MODEL_RELATIVE_RELEVANCE
+            if state.spec.kind == "local"
+            else (MIN_RELATIVE_RELEVANCE)
+        )
         kept: list[tuple[str, Support]] = []
         if pieces and not said_unknown:
             texts = [_drop_lead_in(text) for text, _ in pieces]
@@ -551,7 +558,7 @@ class RAG:
                 if (
                     support is not None
                     and support.score >= MIN_SUPPORT
-                    and on_topic >= max(MIN_EXTRACTIVE, MIN_RELATIVE_RELEVANCE * best_quote)
+                    and on_topic >= max(MIN_EXTRACTIVE, relative * best_quote)
                 ):
                     kept.append((text, support))
         mode = "generated"
@@ -589,8 +596,10 @@ class RAG:
         question_terms = set(content_terms(focus or question)) or set(content_terms(question))
         query_vector = self.embedder.encode_query(question)
         vectors = self.embedder.encode(texts)
+        asked = focus or question
         return [
             _relevance(float(vector @ query_vector), question_terms, set(content_terms(text)))
+            * answer_type_factor(asked, text)
             for text, vector in zip(texts, vectors, strict=True)
         ]
 
@@ -609,6 +618,7 @@ class RAG:
             similarities = info.vectors[: len(info.spans)] @ query_vector
             for s, (a, b) in enumerate(info.spans):
                 score = _relevance(float(similarities[s]), question_terms, info.terms[s])
+                score *= answer_type_factor(focus or question, chunk.text[a:b])
                 candidates.append((score, index, a, b))
         candidates.sort(key=lambda item: item[0], reverse=True)
         return candidates
@@ -685,6 +695,28 @@ def missing_key_terms(question: str, chunks: list[RetrievedChunk]) -> list[str]:
 def _relevance(similarity: float, question_terms: set[str], terms: set[str]) -> float:
     overlap = len(question_terms & terms) / len(question_terms) if question_terms else 0.0
     return 0.6 * similarity + 0.4 * overlap
+
+
+_WANTS_NUMBER = re.compile(
+    r"\b(how (many|much|often|long|old|far|large|big)|what (percentage|percent|share|proportion|"
+    r"fraction|number|amount|year|date)|when\b|which year|in what year)",
+    re.IGNORECASE,
+)
+_HAS_QUANTITY = re.compile(
+    r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|"
+    r"fifty|sixty|seventy|eighty|ninety|hundred|thousand|million|billion|trillion|dozens?|half|"
+    r"quarter|third|percent|january|february|march|april|may|june|july|august|september|"
+    r"october|november|december|yesterday|today|tomorrow|week|month|year)s?\b",
+    re.IGNORECASE,
+)
+WRONG_TYPE_PENALTY = 0.5
+
+
+def answer_type_factor(question: str, sentence: str) -> float:
+    """1.0, or a penalty when the question asks for a quantity or date the sentence lacks."""
+    if _WANTS_NUMBER.search(question) and not _HAS_QUANTITY.search(sentence):
+        return WRONG_TYPE_PENALTY
+    return 1.0
 
 
 _LEAD_IN = re.compile(r"^[^:]{3,80}:\s+(?=\S)")

@@ -392,12 +392,30 @@ class RAG:
     >>> answer.answer, answer.citations                  # doctest: +SKIP
     """
 
-    def __init__(self, settings: Settings | None = None, searcher: HybridSearcher | None = None):
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        searcher: HybridSearcher | None = None,
+        chat_model: BaseChatModel | None = None,
+    ):
+        """``chat_model``: any LangChain chat model to answer with instead of ``settings.llm``
+        (its answers are verified the same way)."""
         self.settings = settings or load_settings()
         self.embedder = get_embedder(self.settings)
         self.searcher = searcher or HybridSearcher(self.settings, self.embedder)
         self.verifier = Verifier(self.embedder)
-        self.default_spec = parse_spec(self.settings.llm)
+        self.chat_model = chat_model
+        if chat_model is not None:
+            name = getattr(chat_model, "_llm_type", None) or type(chat_model).__name__
+            self.default_spec = LLMSpec("custom", str(name))
+        else:
+            self.default_spec = parse_spec(self.settings.llm)
+
+    def model_for(self, spec: LLMSpec) -> BaseChatModel | None:
+        """The chat model that answers for ``spec`` (None: extractive, no LLM)."""
+        if spec.kind == "custom":
+            return self.chat_model
+        return load_chat_model(spec, self.settings)
 
     # Public API ------------------------------------------------------------------------
 
@@ -475,8 +493,8 @@ class RAG:
         """A standalone question: an LLM rewrite with capable remote models, else heuristic."""
         if not history:
             return question
-        if spec.kind in ("ollama", "openai") and is_follow_up(question):
-            model = load_chat_model(spec, self.settings)
+        if spec.kind in ("ollama", "openai", "custom") and is_follow_up(question):
+            model = self.model_for(spec)
             if model is not None:
                 return condense_with_llm(model, question, history)
         return condense_heuristic(question, history)
@@ -489,7 +507,7 @@ class RAG:
         if reason is not None:
             yield StreamEvent("final", answer=self._refused(state, reason))
             return
-        model = load_chat_model(state.spec, self.settings)
+        model = self.model_for(state.spec)
         generate_started = time.perf_counter()
         draft = ""
         if model is not None:

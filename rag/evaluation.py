@@ -23,6 +23,7 @@ Metric conventions (also in README "Evaluation"):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -694,10 +695,10 @@ class EvalRun:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "metrics": self.metrics,
-            "support": self.support,
+            "metrics": dict(self.metrics),
+            "support": dict(self.support),
             "items": [item.to_dict() for item in self.items],
-            "config": self.config,
+            "config": dict(self.config),
         }
 
 
@@ -731,8 +732,12 @@ def run_evaluation(
     llm: str | None = None,
     set_path: str | None = None,
     on_item: ItemCallback | None = None,
+    warm_up: bool = True,
 ) -> EvalRun:
     """Ask every question (conversations turn by turn, with history) and score the answers.
+
+    Latency is each ask's wall time; with ``warm_up`` one untimed question is asked first so
+    that loading the models is not counted.
 
     A question the pipeline rejects (QuestionError) is recorded as a failed item; any other
     error (index missing, LLM unavailable) stops the run.
@@ -749,6 +754,12 @@ def run_evaluation(
     began = time.perf_counter()
     items = question_set.items()
     total = len(items)
+    warm_up_s = 0.0
+    if warm_up and items:
+        # Models load lazily on first use: one untimed question keeps loading out of latency.
+        with contextlib.suppress(QuestionError):
+            bot.ask(items[0].case.question, k=k, llm=llm)
+        warm_up_s = time.perf_counter() - began
     results: list[ItemResult] = []
     history: list[tuple[str, str]] = []
     conversation: str | None = None
@@ -780,6 +791,7 @@ def run_evaluation(
         "rag_version": _version(),
         "started_at": started_at.isoformat(timespec="seconds"),
         "duration_s": round(time.perf_counter() - began, 3),
+        "warm_up_s": round(warm_up_s, 3),
     }
     return EvalRun(metrics, support, results, config)
 

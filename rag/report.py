@@ -159,8 +159,12 @@ def metrics_chart(metrics: dict[str, Any]) -> bytes:
     positions = range(len(names))
     axes.barh(positions, [value or 0.0 for value in values], color=colors)
     for position, value in zip(positions, values, strict=True):
-        label = "n/a" if value is None else f"{value:.2f}"
-        axes.text(min((value or 0.0) + 0.01, 0.92), position, label, va="center", fontsize=9)
+        if value is not None and value > 0.85:  # inside the bar's end
+            axes.text(value - 0.01, position, f"{value:.2f}", va="center", ha="right",
+                      fontsize=9, color="white")  # fmt: skip
+        else:
+            label = "n/a" if value is None else f"{value:.2f}"
+            axes.text((value or 0.0) + 0.01, position, label, va="center", fontsize=9)
     axes.set_yticks(list(positions))
     axes.set_yticklabels(
         [name + (" (lower is better)" if name in LOWER_IS_BETTER else "") for name in names]
@@ -295,7 +299,8 @@ def render_html(
             delta = deltas[metric]
             cells.append(f"<td class='num'>{_e(format_value(delta.previous))}</td>")
             cells.append(
-                f"<td class='num {_e(delta.verdict)}'>{_e(format_delta(delta.delta))}</td>"
+                f"<td class='num {delta.verdict if delta.verdict in ('better', 'worse') else ''}'>"
+                f"{_e(format_delta(delta.delta))}</td>"
             )
         metric_rows.append("<tr>" + "".join(cells) + "</tr>")
     compare_head = "<th>previous</th><th>delta</th>" if comparison else ""

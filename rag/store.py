@@ -123,6 +123,7 @@ class Store:
         self.embedding_model = embedding_model
         self.embedding_dim = embedding_dim
         self._collection: Any = None
+        self._space = "cosine"
         self._lock = threading.RLock()
 
     # Connection --------------------------------------------------------------------------
@@ -187,21 +188,42 @@ class Store:
         }
 
     def _check_compatible(self, collection: Any) -> None:
+        self._space = _distance_space(collection)
         if self.embedding_model is None:
             return
         metadata = collection.metadata or {}
         model = metadata.get("embedding_model")
         dim = metadata.get("embedding_dim")
+        if dim is None:  # not made by us (or by an old version): look at a stored vector
+            dim = self._stored_dimension(collection)
         if model is None and dim is None:
             return
-        if model != self.embedding_model or (dim is not None and int(dim) != self.embedding_dim):
+        if (model is not None and model != self.embedding_model) or (
+            dim is not None and int(dim) != self.embedding_dim
+        ):
+            built = f"embedding model {model!r}" if model else "another embedding model"
+            keep = f"Either set RAG_EMBEDDING_MODEL={model} or rebuild" if model else "Rebuild it"
             raise EmbeddingMismatchError(
                 f"the index '{self.settings.collection}' at {self.location} was built with "
-                f"embedding model {model!r} ({dim} dimensions) but the configured model is "
+                f"{built} ({dim} dimensions) but the configured model is "
                 f"{self.embedding_model!r} ({self.embedding_dim} dimensions); vectors of two "
-                f"models cannot be mixed. Either set RAG_EMBEDDING_MODEL={model} or rebuild: "
-                "`rag reset --yes` then `rag ingest PATH`."
+                f"models cannot be mixed. {keep}: `rag reset --yes` then `rag ingest PATH`."
             )
+
+    def _stored_dimension(self, collection: Any) -> int | None:
+        """Size of one stored vector, or None for an empty collection."""
+        with self._guard():
+            page = collection.get(limit=1, include=["embeddings"])
+        embeddings = page.get("embeddings")
+        if embeddings is None or len(embeddings) == 0:
+            return None
+        return len(embeddings[0])
+
+    def _similarity(self, distance: float) -> float:
+        """Cosine similarity from a Chroma distance (our vectors are L2-normalised)."""
+        if self._space == "l2":  # squared euclidean: 2 - 2 cos
+            return 1.0 - distance / 2.0
+        return 1.0 - distance  # cosine and ip distances are 1 - cos
 
     # Reading -----------------------------------------------------------------------------
 
@@ -286,7 +308,8 @@ class Store:
             )
         ids = result["ids"][0]
         distances = result["distances"][0]
-        return [(chunk_id, 1.0 - float(d)) for chunk_id, d in zip(ids, distances, strict=True)]
+        pairs = zip(ids, distances, strict=True)
+        return [(chunk_id, self._similarity(float(d))) for chunk_id, d in pairs]
 
     def get(self, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
         """{id: (text, metadata)} for the given ids (missing ids are left out)."""
@@ -355,6 +378,15 @@ class Store:
                     raise
                 return False
             return True
+
+
+def _distance_space(collection: Any) -> str:
+    """The collection's HNSW distance ('cosine' for ours; 'l2' is Chroma's default)."""
+    try:
+        configuration = collection.configuration or {}
+        return str((configuration.get("hnsw") or {}).get("space") or "cosine")
+    except Exception:
+        return "cosine"
 
 
 def chunk_metadata(chunk: Chunk, extra: dict[str, Any]) -> dict[str, Any]:

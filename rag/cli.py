@@ -304,6 +304,31 @@ def doctor() -> None:
     sys.exit(0 if run_checks() else 1)
 
 
+@main.command()
+@click.option("--host", default=None, help="Address to bind (RAG_HOST; default: 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port (RAG_PORT; 7860).")
+@click.option(
+    "--insecure", is_flag=True, help="Allow a non-loopback bind without a login (RAG_AUTH)."
+)
+@index_option
+@collection_option
+@click.option("--llm", default=None, help="Default LLM backend (RAG_LLM).")
+@reports_errors
+def serve(
+    host: str | None,
+    port: int | None,
+    insecure: bool,
+    index_dir: Path | None,
+    collection: str | None,
+    llm: str | None,
+) -> None:
+    """Start the web UI (chat with cited answers, uploads, index panel; API endpoint /ask)."""
+    from rag.ui import launch
+
+    settings = _settings(host=host, port=port, index_dir=index_dir, collection=collection, llm=llm)
+    launch(settings, insecure=insecure)
+
+
 # Evaluation: rag eval, rag eval-retrieval ----------------------------------------------------
 
 

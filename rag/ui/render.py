@@ -1,0 +1,213 @@
+"""HTML for the chat UI: answers, sources, refusals, errors, index stats, ingest reports.
+
+Everything that comes from a document, a file name, a model or a user goes through
+:func:`escape` before it is put in a page: HTML special characters *and* the characters that
+Markdown, autolinks or LaTeX would act on become numeric entities, and newlines become ``<br>``.
+Each fragment is one line of HTML starting with ``<div``, so the chat's Markdown renderer passes
+it through as an HTML block and never parses what is inside it. The browser shows the text
+exactly as written; nothing in it can run, link or format.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+# Characters that start markup in HTML, Markdown (incl. GFM autolinks, tables, strikethrough)
+# or the LaTeX renderer. Each becomes a numeric character reference.
+_SPECIAL = frozenset("&<>\"'`*_[](){}#!|~$\\:=+-@^%")
+_NEWLINES = re.compile(r"\r\n|\r|\n|\u2028|\u2029")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_MARKER = re.compile(r"\[(\d+)\]")
+MAX_TITLE_CHARS = 100
+
+
+def escape(text: Any) -> str:
+    """Inert HTML for ``text``: shown literally, never interpreted (see the module docstring)."""
+    value = _CONTROL.sub("\N{REPLACEMENT CHARACTER}", "" if text is None else str(text))
+    lines = _NEWLINES.split(value)
+    return "<br>".join(
+        "".join(f"&#{ord(char)};" if char in _SPECIAL else char for char in line) for line in lines
+    )
+
+
+def _div(css_class: str, inner: str) -> str:
+    return f'<div class="{css_class}">{inner}</div>'
+
+
+def answer_html(answer: Any) -> str:
+    """An answer (``rag.answer.Answer``): its sentences with ``[n]`` markers, and a footer line."""
+    if answer.refused:
+        return refusal_html(answer)
+    parts: list[str] = []
+    cursor = 0
+    for match in _MARKER.finditer(answer.answer):
+        parts.append(escape(answer.answer[cursor : match.start()]))
+        parts.append(f'<sup class="rag-cite">[{int(match.group(1))}]</sup>')
+        cursor = match.end()
+    parts.append(escape(answer.answer[cursor:]))
+    mode = getattr(answer, "mode", "")
+    how = "quoted from the documents" if mode == "extractive" else "checked against the sources"
+    seconds = getattr(getattr(answer, "timings", None), "total_s", 0.0) or 0.0
+    took = f"{seconds:.1f} s" if seconds >= 0.1 else "< 0.1 s"
+    footer = f"{escape(answer.llm)} · {how} · {took}"
+    return _div("rag-answer", "".join(parts) + _div("rag-meta", footer))
+
+
+def refusal_html(answer: Any) -> str:
+    """A refusal: clearly marked as 'not in the documents', with the reason."""
+    return _div(
+        "rag-refusal",
+        '<span class="rag-refusal-label">Not in the documents</span>'
+        + _div("rag-refusal-text", escape(answer.answer)),
+    )
+
+
+def error_html(message: str) -> str:
+    """A problem answering (index unavailable, bad question): one clear line, no traceback."""
+    return _div(
+        "rag-error", '<span class="rag-error-label">Could not answer</span> ' + escape(message)
+    )
+
+
+def pending_html(draft: str = "") -> str:
+    """While answering: a status line, then the unverified draft as it streams in."""
+    if not draft:
+        return _div("rag-pending", "Searching the documents…")
+    return _div(
+        "rag-draft",
+        _div("rag-meta", "Drafting — checked against the sources before it is final")
+        + escape(draft)
+        + '<span class="rag-caret">▍</span>',
+    )
+
+
+def source_label(citation: Any) -> str:
+    """'file name · page 3 · chunk 1a2b3c4d · chars 120-240' (escaped)."""
+    bits = [f"<b>{escape(citation.source)}</b>"]
+    if citation.page is not None:
+        bits.append(f"page {int(citation.page)}")
+    bits.append(f"chunk {escape(citation.chunk_id[:8])}")
+    bits.append(f"chars {int(citation.start)}–{int(citation.end)}")
+    return " · ".join(bits)
+
+
+def highlighted_chunk(citation: Any) -> str:
+    """The citation's chunk text with the supporting quote marked (all escaped)."""
+    text: str = getattr(citation, "chunk_text", "") or ""
+    quote: str = citation.quote
+    if not text:
+        return f"<mark>{escape(quote)}</mark>"
+    local = int(citation.start) - int(getattr(citation, "chunk_start", 0))
+    if not (local >= 0 and text[local : local + len(quote)] == quote):
+        local = text.find(quote) if quote else -1
+    if local < 0:
+        return escape(text) + '<div class="rag-quote"><mark>' + escape(quote) + "</mark></div>"
+    end = local + len(quote)
+    return escape(text[:local]) + f"<mark>{escape(quote)}</mark>" + escape(text[end:])
+
+
+def sources_html(citations: Iterable[Any]) -> str:
+    """Every cited source: its label, and the quote highlighted inside its chunk."""
+    items = []
+    for citation in citations:
+        title = (getattr(citation, "title", "") or "").strip()
+        # A real title (a heading, PDF metadata), not a plain-text file's first paragraph.
+        shown = title and len(title) <= MAX_TITLE_CHARS and title != citation.source.strip()
+        title_html = _div("rag-source-title", escape(title)) if shown else ""
+        items.append(
+            '<div class="rag-source">'
+            f'<div class="rag-source-head"><span class="rag-source-n">[{int(citation.n)}]</span> '
+            f"{source_label(citation)}</div>{title_html}"
+            f'<div class="rag-chunk">{highlighted_chunk(citation)}</div></div>'
+        )
+    return _div("rag-sources", "".join(items))
+
+
+def passages_html(retrieved: Iterable[Any], limit: int = 3, chars: int = 400) -> str:
+    """The closest passages a refusal looked at (shortened), for the user to check."""
+    items = []
+    for info in list(retrieved)[:limit]:
+        text = info.text if len(info.text) <= chars else info.text[:chars].rstrip() + " …"
+        items.append(
+            '<div class="rag-source">'
+            f'<div class="rag-source-head"><b>{escape(info.source)}</b></div>'
+            f'<div class="rag-chunk">{escape(text)}</div></div>'
+        )
+    return _div("rag-sources", "".join(items))
+
+
+def user_html(question: str) -> str:
+    """The user's own message, shown exactly as typed."""
+    return _div("rag-question", escape(question))
+
+
+def stats_html(stats: dict[str, Any] | None, llm: str, error: str | None = None) -> str:
+    """The side panel's index summary and sources list."""
+    if error is not None:
+        return _div("rag-stats", _div("rag-error", escape(error)))
+    assert stats is not None
+    sources = stats.get("sources") or []
+    rows = (
+        f"<b>{int(stats.get('documents', 0))}</b> documents · "
+        f"<b>{int(stats.get('chunks', 0))}</b> chunks"
+    )
+    details = (
+        f"collection {escape(stats.get('collection', ''))} ({escape(stats.get('store', ''))})"
+        f"<br>answers: {escape(llm)}"
+        f"<br>embeddings: {escape(stats.get('embedding_model', ''))}"
+    )
+    if sources:
+        listing = "".join(f"<li>{escape(source)}</li>" for source in sources)
+        source_block = f'<ul class="rag-source-list">{listing}</ul>'
+    else:
+        source_block = _div("rag-empty", "The index is empty: upload files below.")
+    return _div("rag-stats", _div("rag-counts", rows) + _div("rag-meta", details) + source_block)
+
+
+def ingest_html(
+    report: dict[str, Any] | None,
+    refused: Iterable[tuple[str, str]] = (),
+    stored: Iterable[str] = (),
+    heading: str = "Upload",
+) -> str:
+    """What an upload or re-index did: counts, then one line per refused or failed file."""
+    refused = list(refused)
+    lines: list[str] = []
+    failed = list(report.get("failed", [])) if report else []
+    if report is not None:
+        lines.append(
+            _div(
+                "rag-ok" if not failed else "rag-warn",
+                f"{escape(heading)}: {int(report['added'])} added, {int(report['updated'])} "
+                f"updated, {int(report['unchanged'])} unchanged"
+                + (f", {int(report['deleted'])} removed" if report.get("deleted") else "")
+                + f", {len(failed)} failed · {int(report['chunks_written'])} chunks written in "
+                f"{float(report['seconds']):.1f} s",
+            )
+        )
+    elif refused:
+        lines.append(_div("rag-warn", f"{escape(heading)}: nothing indexed"))
+    else:
+        lines.append(_div("rag-meta", f"{escape(heading)}: nothing to do"))
+    stored_names = [str(name) for name in stored]
+    if stored_names:
+        lines.append(_div("rag-meta", "stored: " + ", ".join(escape(n) for n in stored_names)))
+    problems = [(name, reason) for name, reason in refused] + [
+        (str(item.get("path", "")), str(item.get("error", ""))) for item in failed
+    ]
+    if problems:
+        listing = "".join(
+            f"<li><b>{escape(name)}</b>: {escape(reason)}</li>" for name, reason in problems
+        )
+        lines.append(f'<div class="rag-error"><ul class="rag-problems">{listing}</ul></div>')
+    return _div("rag-ingest", "".join(lines))
+
+
+def progress_html(done: int, total: int, chunks: int, current: str) -> str:
+    """A one-line progress note while files are being indexed."""
+    return _div(
+        "rag-meta",
+        f"indexing {int(done)}/{int(total)} files · {int(chunks)} chunks · " + escape(current),
+    )

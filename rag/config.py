@@ -210,12 +210,17 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: Any) -> Settings:
     """Settings from defaults, rag.toml, the environment, then ``overrides`` (None ignored)."""
+    import tomllib
+
     from pydantic import ValidationError
 
     try:
         return Settings(**{key: value for key, value in overrides.items() if value is not None})
     except ValidationError as error:
         raise ConfigError(_describe_validation_error(error)) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as error:
+        path = os.environ.get("RAG_CONFIG", DEFAULT_CONFIG_FILE)
+        raise ConfigError(f"cannot read the config file {path}: {error}") from None
 
 
 def _describe_validation_error(error: Any) -> str:

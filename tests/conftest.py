@@ -219,9 +219,9 @@ def make_docx():
     return write_docx
 
 
-def rag_env(**extra: str) -> dict[str, str]:
+def rag_env(**extra: str | None) -> dict[str, str]:
     """Environment for a `rag` subprocess: this process's (RAG_* already cleared by the autouse
-    fixture), offline, no rag.toml unless RAG_CONFIG is given, plus ``extra``."""
+    fixture), offline, no rag.toml unless RAG_CONFIG is given, plus ``extra`` (None: unset)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("RAG_")}
     env.update(
         HF_HUB_OFFLINE="1",
@@ -230,7 +230,11 @@ def rag_env(**extra: str) -> dict[str, str]:
         RAG_CONFIG=os.environ.get("RAG_CONFIG", "/nonexistent/rag.toml"),
         PYTHONUNBUFFERED="1",
     )
-    env.update(extra)
+    for key, value in extra.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
     return env
 
 
@@ -240,7 +244,7 @@ def run_rag(tmp_path: Path):
 
     def run(
         *args: str | Path,
-        env: dict[str, str] | None = None,
+        env: dict[str, str | None] | None = None,
         input: str | None = None,
         timeout: float = 240,
         cwd: Path | None = None,

@@ -73,7 +73,11 @@ def corpus(tmp_path: Path, make_pdf, make_docx) -> Path:
     )
     make_pdf(
         root / "reports" / "annual.pdf",
-        ["Annual report page one.\n" + "\n".join(SENTENCES[:3]), "", "Page three.\n" + SENTENCES[4]],
+        [
+            "Annual report page one.\n" + "\n".join(SENTENCES[:3]),
+            "",
+            "Page three.\n" + SENTENCES[4],
+        ],
         title="Annual Report",
     )
     make_docx(

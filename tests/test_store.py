@@ -60,9 +60,7 @@ def test_mismatched_model_name_is_explained(settings, embedder, docs) -> None:
 
 
 def test_mismatched_dimension_is_explained(settings, embedder, docs) -> None:
-    make_foreign_collection(
-        settings, 768, {"embedding_model": embedder.name, "embedding_dim": 768}
-    )
+    make_foreign_collection(settings, 768, {"embedding_model": embedder.name, "embedding_dim": 768})
     with pytest.raises(EmbeddingMismatchError, match="768 dimensions"):
         ingest([docs], settings, embedder=embedder)
 

@@ -1,0 +1,227 @@
+"""Answering: refusal, marker validation, sentence attribution, follow-ups, streaming and bad
+questions. A scripted LangChain chat model stands in for the LLM where the test is about wiring;
+the real default LLM runs end to end in test_local_llm_end_to_end."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
+
+from rag.answer import (
+    RAG,
+    Answer,
+    QuestionError,
+    clean_question,
+    condense_heuristic,
+    is_follow_up,
+    missing_key_terms,
+    split_answer,
+)
+from rag.config import Settings
+from tests.conftest import SEED_FILE
+
+SEED_TEXT = SEED_FILE.read_text(encoding="utf-8")
+SHARE_QUESTION = "What share of Russia's microelectronics came from China in 2023?"
+
+
+def scripted(*replies: str) -> GenericFakeChatModel:
+    """A chat model that streams the given replies, one per call, word by word."""
+    return GenericFakeChatModel(messages=iter(AIMessage(content=reply) for reply in replies))
+
+
+@pytest.fixture(scope="module")
+def bot(seed_index: Settings) -> RAG:
+    return RAG(seed_index)
+
+
+def assert_citations_exact(answer: Answer) -> None:
+    """Every citation quotes the source exactly at its offsets, and every [n] resolves."""
+    numbers = {citation.n for citation in answer.citations}
+    for citation in answer.citations:
+        assert SEED_TEXT[citation.start : citation.end] == citation.quote
+        assert citation.source == "china_russia_military_supply.txt"
+    markers = {int(n) for n in re.findall(r"\[(\d+)\]", answer.answer)}
+    assert markers == numbers
+
+
+def test_extractive_answer_is_cited_exactly(bot: RAG) -> None:
+    answer = bot.ask(SHARE_QUESTION)
+    assert not answer.refused
+    assert "90%" in answer.answer
+    assert answer.citations and "90%" in answer.citations[0].quote
+    assert_citations_exact(answer)
+    assert answer.llm == "extractive"
+    assert answer.retrieved and answer.retrieved[0].text
+    assert answer.timings.total_s >= answer.timings.retrieve_s > 0
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["What is the capital of France?", "How do I bake sourdough bread at home?"],
+)
+def test_off_topic_questions_are_refused_without_llm(seed_index: Settings, question: str) -> None:
+    never_called = scripted()  # raises if the pipeline asks it for anything
+    answer = RAG(seed_index, chat_model=never_called).ask(question)
+    assert answer.refused
+    assert answer.citations == []
+    assert answer.answer.startswith("The documents don't say")
+
+
+def test_question_about_unmentioned_person_is_refused(bot: RAG) -> None:
+    answer = bot.ask("What did Vladimir Putin say about the Chinese supplies?")
+    assert answer.refused
+    assert "Putin" in answer.answer
+
+
+def test_missing_key_terms(bot: RAG) -> None:
+    chunks = bot.searcher.search("Hikvision optics").chunks
+    assert missing_key_terms("What does Hikvision make?", chunks) == []
+    assert missing_key_terms("What does Huawei make in 2019?", chunks) == ["Huawei", "2019"]
+
+
+def test_invalid_markers_removed_and_unsupported_sentences_dropped(seed_index: Settings) -> None:
+    draft = (
+        "About 90% of Russia's microelectronics came from China in 2023 [7]. "
+        "The moon is made of green cheese [1]."
+    )
+    answer = RAG(seed_index, chat_model=scripted(draft)).ask(SHARE_QUESTION)
+    assert not answer.refused
+    assert "cheese" not in answer.answer
+    assert "[7]" not in answer.answer
+    assert "90%" in answer.answer
+    assert answer.answer.count("[") == 1
+    assert_citations_exact(answer)
+    assert "90%" in answer.citations[0].quote
+    assert answer.draft == draft
+
+
+def test_sentence_with_a_wrong_number_is_not_kept(seed_index: Settings) -> None:
+    draft = "China supplied about 45% of Russia's microelectronics in 2023 [1]."
+    answer = RAG(seed_index, chat_model=scripted(draft)).ask(SHARE_QUESTION)
+    assert "45%" not in answer.answer
+    assert "90%" in answer.answer  # the verified fallback quotes the document
+    assert_citations_exact(answer)
+
+
+def test_each_sentence_is_attributed_to_its_own_support(seed_index: Settings) -> None:
+    draft = (
+        "Around 90% of Russia's microelectronics were sourced from China in 2023 [2]. "
+        "Nearly 70% of Russia's machine tool imports came from China late in 2023 [1]."
+    )
+    answer = RAG(seed_index, chat_model=scripted(draft)).ask(
+        "What did Russia get from China in 2023, microelectronics and machine tools?"
+    )
+    assert not answer.refused
+    assert len(answer.citations) == 2
+    quotes = [citation.quote for citation in answer.citations]
+    assert "90%" in quotes[0] and "70%" in quotes[1]
+    assert answer.answer.index("[1]") < answer.answer.index("[2]")
+    assert_citations_exact(answer)
+
+
+def test_model_that_says_it_does_not_know_is_believed(seed_index: Settings) -> None:
+    answer = RAG(seed_index, chat_model=scripted("I don't know.")).ask(
+        "How many drones did China deliver to Russia in total?"
+    )
+    assert answer.refused and answer.citations == []
+
+
+def test_streaming_yields_tokens_then_the_verified_answer(seed_index: Settings) -> None:
+    draft = "About 90% of Russia's microelectronics came from China in 2023 [1]. Cheese moon [1]."
+    events = list(RAG(seed_index, chat_model=scripted(draft)).stream(SHARE_QUESTION))
+    tokens = [event for event in events if event.kind == "token"]
+    assert len(tokens) > 5
+    assert "".join(event.text for event in tokens) == draft
+    assert events[-1].kind == "final" and events[-1].answer is not None
+    assert "Cheese" not in events[-1].answer.answer
+    assert [event.kind for event in events].count("final") == 1
+
+
+def test_chain_is_a_langchain_runnable(seed_index: Settings) -> None:
+    chain = RAG(seed_index, chat_model=scripted("China supplied 90% of them [1].")).chain()
+    events = list(chain.stream({"question": SHARE_QUESTION}))
+    assert events[-1].kind == "final"
+    assert "90%" in events[-1].answer.answer
+
+
+def test_follow_up_is_condensed_and_recorded(bot: RAG) -> None:
+    history = [(SHARE_QUESTION, "About 90% [1].")]
+    answer = bot.ask("And what about machine tools?", history=history)
+    assert answer.question == "And what about machine tools?"
+    assert SHARE_QUESTION in answer.standalone_question
+    assert "machine tool" in answer.answer
+    assert_citations_exact(answer)
+
+
+def test_follow_up_with_message_history(bot: RAG) -> None:
+    history = [
+        {"role": "user", "content": "Which Chinese firms supply optics for Russian tanks?"},
+        {"role": "assistant", "content": "Wuhan Global Sensor Technology Co. and others [1]."},
+    ]
+    answer = bot.ask("What else do they supply?", history=history)
+    assert "optics" in answer.standalone_question
+
+
+def test_condense_heuristic() -> None:
+    history = [("Who makes the optics?", "Hikvision [1].")]
+    assert condense_heuristic("Who makes the optics?", []) == "Who makes the optics?"
+    assert condense_heuristic("And their engines?", history).startswith("Who makes the optics?")
+    standalone = "Which share of Russia's machine tool imports came from China in late 2023?"
+    assert condense_heuristic(standalone, history) == standalone
+    assert is_follow_up("Why?") and is_follow_up("What about them?")
+    assert not is_follow_up("Which companies supply optical components for Russian tanks?")
+
+
+def test_split_answer_markers() -> None:
+    pieces = split_answer("First claim [1]. Second claim [2, 3]. Third. [4]")
+    assert pieces == [("First claim.", [1]), ("Second claim.", [2, 3]), ("Third.", [4])]
+
+
+@pytest.mark.parametrize("question", ["", "   ", "\n\t", "?!...", "\x00\x01"])
+def test_bad_questions_raise_clear_errors(bot: RAG, question: str) -> None:
+    with pytest.raises(QuestionError, match="question"):
+        bot.ask(question)
+
+
+def test_very_long_question_is_truncated_not_crashing(bot: RAG) -> None:
+    question = ("What share of Russia's microelectronics came from China? " * 400)[:20_000]
+    answer = bot.ask(question)
+    assert len(answer.question) <= bot.settings.max_question_chars
+    assert isinstance(answer.refused, bool)
+
+
+def test_control_characters_are_removed() -> None:
+    assert clean_question("What\x00 is\x1b[31m this?\r\n", 100) == "What is [31m this?"
+
+
+def test_answer_json_contract(bot: RAG) -> None:
+    data = bot.ask(SHARE_QUESTION).to_dict()
+    assert set(data) == {
+        "question", "standalone_question", "answer", "refused", "citations", "retrieved",
+        "llm", "timings",
+    }  # fmt: skip
+    assert set(data["citations"][0]) == {
+        "n", "source", "chunk_id", "page", "start", "end", "quote"
+    }  # fmt: skip
+    assert set(data["retrieved"][0]) == {"chunk_id", "source", "score", "text"}
+    assert set(data["timings"]) == {"retrieve_s", "generate_s", "total_s"}
+
+
+@pytest.mark.slow
+def test_local_llm_end_to_end(seed_index: Settings) -> None:
+    """The real default LLM (SmolLM2 via llama.cpp) answers with verified citations."""
+    bot = RAG(seed_index.with_overrides(llm="local"))
+    events: Iterator = bot.stream("Which Chinese companies provide optics for Russian tanks?")
+    events = list(events)
+    final = events[-1].answer
+    assert final is not None and final.llm == "local"
+    assert any(event.kind == "token" for event in events), "the local model streamed nothing"
+    assert not final.refused
+    assert "Hikvision" in final.answer or "Wuhan" in final.answer
+    assert_citations_exact(final)
+    refused = bot.ask("What is the capital of France?")
+    assert refused.refused

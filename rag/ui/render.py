@@ -52,7 +52,15 @@ def answer_html(answer: Any) -> str:
     seconds = getattr(getattr(answer, "timings", None), "total_s", 0.0) or 0.0
     took = f"{seconds:.1f} s" if seconds >= 0.1 else "< 0.1 s"
     footer = f"{escape(answer.llm)} · {how} · {took}"
-    return _div("rag-answer", "".join(parts) + _div("rag-meta", footer))
+    return _div("rag-answer", "".join(parts) + _div("rag-meta", footer) + understood_html(answer))
+
+
+def understood_html(answer: Any) -> str:
+    """How a follow-up was read, when it was rewritten using the conversation."""
+    standalone = getattr(answer, "standalone_question", "") or ""
+    if not standalone or standalone.strip() == (answer.question or "").strip():
+        return ""
+    return _div("rag-meta rag-understood", "understood as: " + escape(standalone))
 
 
 def refusal_html(answer: Any) -> str:
@@ -60,7 +68,8 @@ def refusal_html(answer: Any) -> str:
     return _div(
         "rag-refusal",
         '<span class="rag-refusal-label">Not in the documents</span>'
-        + _div("rag-refusal-text", escape(answer.answer)),
+        + _div("rag-refusal-text", escape(answer.answer))
+        + understood_html(answer),
     )
 
 

@@ -1,0 +1,200 @@
+"""Helpers for the web UI tests (no tests here): start the real app — as a `rag serve` process or
+in this process — and drive a real headless Chromium. Imported by tests/test_ui_*.py,
+tests/browser/ and tests/reliability/test_ui_*.py."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "seeds"
+SEED_FILE = SEEDS / "china_russia_military_supply.txt"
+RAG_BIN = Path(sys.executable).parent / "rag"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+READY = re.compile(r"rag web UI: (\S+)\s+\(ready in ([\d.]+) s\)")
+QUESTION = "What share of Russia's microelectronics came from China?"
+FOLLOW_UP = "Who supplies them?"
+UNANSWERABLE = "Who won the 2022 football World Cup?"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve_env(**extra: str | None) -> dict[str, str]:
+    """Environment for a `rag serve` process: no RAG_* of the developer, no rag.toml, offline."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAG_")}
+    env.update(
+        RAG_CONFIG="/nonexistent/rag.toml",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        ANONYMIZED_TELEMETRY="False",
+        GRADIO_ANALYTICS_ENABLED="False",
+        PYTHONUNBUFFERED="1",
+    )
+    for key, value in extra.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
+def copy_index(source: Path, target: Path) -> Path:
+    """A private copy of an index folder (tests that upload must not change the shared one)."""
+    shutil.copytree(source, target)
+    return target
+
+
+class UIProcess:
+    """A real `rag serve` process; its output is collected while it runs."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path = ROOT):
+        self.args = args
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(
+            [str(RAG_BIN), "serve", *args],
+            env=env,
+            cwd=str(cwd),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self.url: str | None = None
+        self.ready_s: float | None = None  # process start → ready line (what a user waits)
+        self.reported_s: float | None = None  # what the app logged
+        self._ready = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+            match = READY.search(line)
+            if match and self.url is None:
+                self.url = match.group(1)
+                self.reported_s = float(match.group(2))
+                self.ready_s = time.monotonic() - self.started
+                self._ready.set()
+        self._ready.set()
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_ready(self, timeout: float = 180) -> str:
+        self._ready.wait(timeout)
+        if self.url is None:
+            self.stop()
+            raise AssertionError(f"rag serve did not start:\n{self.output[-4000:]}")
+        # The app logs index stats and the LLM right after the URL line.
+        deadline = time.monotonic() + 10
+        while "LLM:" not in self.output and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.url
+
+    def wait_exit(self, timeout: float = 60) -> int:
+        code = self.process.wait(timeout)
+        self._reader.join(5)
+        return code
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        self._reader.join(5)
+
+
+@contextlib.contextmanager
+def running_ui(
+    index_dir: Path, *args: str, env: dict[str, str | None] | None = None, timeout: float = 180
+) -> Iterator[UIProcess]:
+    """`rag serve --index INDEX --port FREE ARGS…`, ready; stopped afterwards."""
+    port = free_port()
+    ui = UIProcess(
+        ["--index", str(index_dir), "--port", str(port), *args],
+        serve_env(GRADIO_TEMP_DIR=str(index_dir.parent / "gradio-tmp"), **(env or {})),
+    )
+    try:
+        ui.wait_ready(timeout)
+        yield ui
+    finally:
+        ui.stop()
+
+
+@contextlib.contextmanager
+def in_process_ui(settings: Any) -> Iterator[str]:
+    """The same app (rag.ui.launch) served from this process on a free port; yields its URL."""
+    from rag.ui import launch
+
+    settings = settings.with_overrides(port=free_port())
+    demo, url, _ = launch(settings, block=False)
+    try:
+        yield url
+    finally:
+        demo.close()
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses with a listening TCP socket on ``port`` (Linux /proc/net/tcp*)."""
+    found: set[str] = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        with contextlib.suppress(OSError), open(table) as handle:
+            next(handle)
+            for row in handle:
+                fields = row.split()
+                address, hex_port = fields[1].split(":")
+                if fields[3] != "0A" or int(hex_port, 16) != port:
+                    continue
+                if width == 8:
+                    found.add(socket.inet_ntop(socket.AF_INET, bytes.fromhex(address)[::-1]))
+                else:
+                    raw = b"".join(bytes.fromhex(address[i : i + 8])[::-1] for i in range(0, 32, 8))
+                    found.add(socket.inet_ntop(socket.AF_INET6, raw))
+    return found
+
+
+def require_browser() -> Path:
+    """/usr/bin/chromium, or skip (fail when RAG_TEST_REQUIRE_BROWSER=1, as in CI)."""
+    if CHROMIUM.exists():
+        return CHROMIUM
+    reason = f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)"
+    if os.environ.get("RAG_TEST_REQUIRE_BROWSER") == "1":
+        pytest.fail(reason + " — required because RAG_TEST_REQUIRE_BROWSER=1")
+    pytest.skip(reason)

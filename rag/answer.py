@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 from rag.chunking import sentence_spans
 from rag.config import RagError, Settings, load_settings
 from rag.embeddings import Embedder, get_embedder
-from rag.llm import LLMSpec, load_chat_model, parse_spec
+from rag.llm import LLMSpec, LLMUnavailableError, endpoint, load_chat_model, parse_spec
 from rag.retrieval import HybridSearcher, RetrievalResult, RetrievedChunk
 
 # Thresholds of the verifier (see README "How answers are checked"); calibrated on the
@@ -511,11 +511,21 @@ class RAG:
         generate_started = time.perf_counter()
         draft = ""
         if model is not None:
-            for piece in model.stream(self.messages(state.standalone, chunks)):
-                token = str(piece.content)
-                if token:
-                    draft += token
-                    yield StreamEvent("token", text=token)
+            try:
+                for piece in model.stream(self.messages(state.standalone, chunks)):
+                    token = str(piece.content)
+                    if token:
+                        draft += token
+                        yield StreamEvent("token", text=token)
+            except RagError:
+                raise
+            except Exception as error:
+                where = endpoint(state.spec)
+                raise LLMUnavailableError(
+                    f"the LLM {state.spec.label}{' at ' + where if where else ''} failed: "
+                    f"{type(error).__name__}: {str(error)[:200]}. Check that it is running, or "
+                    "use --llm extractive to answer without an LLM."
+                ) from None
         answer = self.verify(state, draft, generate_started)
         yield StreamEvent("final", answer=answer)
 

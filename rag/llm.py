@@ -182,7 +182,18 @@ class ChatLlamaCpp(BaseChatModel):
                 yield chunk
 
 
-_MODELS: dict[tuple[str, str, int, int], BaseChatModel] = {}
+_MODELS: dict[tuple[str, str, int, int, str], BaseChatModel] = {}
+
+
+def endpoint(spec: LLMSpec) -> str:
+    """Where a remote backend is reached ("" for local ones)."""
+    if spec.kind == "ollama":
+        return os.environ.get("OLLAMA_BASE_URL", "http://127.0.0.1:11434")
+    if spec.kind == "openai":
+        return os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
+    return ""
+
+
 _MODELS_LOCK = threading.Lock()
 
 
@@ -191,7 +202,13 @@ def load_chat_model(spec: LLMSpec | str, settings: Settings) -> BaseChatModel | 
     spec = parse_spec(spec) if isinstance(spec, str) else spec
     if spec.is_extractive:
         return None
-    key = (spec.kind, spec.target, settings.llm_max_tokens, settings.llm_context_tokens)
+    key = (
+        spec.kind,
+        spec.target,
+        settings.llm_max_tokens,
+        settings.llm_context_tokens,
+        endpoint(spec),
+    )
     with _MODELS_LOCK:
         if key in _MODELS:
             return _MODELS[key]
@@ -213,7 +230,7 @@ def _build(spec: LLMSpec, settings: Settings) -> BaseChatModel:
 
         return ChatOllama(
             model=spec.target,
-            base_url=os.environ.get("OLLAMA_BASE_URL", "http://127.0.0.1:11434"),
+            base_url=endpoint(spec),
             temperature=0.0,
             num_predict=settings.llm_max_tokens,
         )

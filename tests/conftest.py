@@ -238,9 +238,39 @@ def rag_env(**extra: str | None) -> dict[str, str]:
     return env
 
 
+def drop_permission_bypass() -> None:
+    """preexec_fn: remove CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from the bounding set, so a
+    process started as root obeys file permissions (chmod 000 files become unreadable)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
+
+
+def permissions_enforceable() -> str | None:
+    """None when chmod 000 can be made to block reads for our subprocesses, else why not."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-c", "print(1)"],
+            preexec_fn=drop_permission_bypass,
+            capture_output=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.SubprocessError) as error:
+        return f"running as root and cannot drop CAP_DAC_OVERRIDE ({error})"
+    if probe.returncode != 0:
+        return "running as root and cannot drop CAP_DAC_OVERRIDE"
+    return None
+
+
 @pytest.fixture
 def run_rag(tmp_path: Path):
-    """Run the real `rag` console script: run_rag("ingest", path, "--json", env={...})."""
+    """Run the real `rag` console script: run_rag("ingest", path, "--json", env={...}).
+    ``obey_permissions=True``: as root, without the capabilities that bypass file modes."""
 
     def run(
         *args: str | Path,
@@ -248,7 +278,9 @@ def run_rag(tmp_path: Path):
         input: str | None = None,
         timeout: float = 240,
         cwd: Path | None = None,
+        obey_permissions: bool = False,
     ) -> subprocess.CompletedProcess[str]:
+        drop = obey_permissions and os.geteuid() == 0
         return subprocess.run(
             [str(RAG_BIN), *map(str, args)],
             env=rag_env(**(env or {})),
@@ -257,9 +289,18 @@ def run_rag(tmp_path: Path):
             text=True,
             timeout=timeout,
             cwd=str(cwd or tmp_path),
+            preexec_fn=drop_permission_bypass if drop else None,
         )
 
     return run
+
+
+@pytest.fixture
+def unreadable_file_support() -> None:
+    """Skip (with the reason) where chmod 000 cannot be made to block reads."""
+    reason = permissions_enforceable()
+    if reason:
+        pytest.skip(reason)
 
 
 def assert_clean_failure(result: subprocess.CompletedProcess[str], *needles: str) -> None:

@@ -318,3 +318,56 @@ def assert_clean_failure(result: subprocess.CompletedProcess[str], *needles: str
 def clean_failure():
     """assert_clean_failure as a fixture (test modules don't import conftest)."""
     return assert_clean_failure
+
+
+_DUMP_SCRIPT = """
+import json, sys
+from rag.config import load_settings
+from rag.store import Store
+settings = load_settings(index_dir=sys.argv[1], chroma_url=sys.argv[2] or None,
+                         collection=sys.argv[3])
+out = {}
+for ids, fields in Store(settings, None, None).iter_records(("documents", "metadatas")):
+    for i, text, meta in zip(ids, fields["documents"], fields["metadatas"]):
+        if i in out:
+            print("DUPLICATE", i, file=sys.stderr)
+            sys.exit(3)
+        out[i] = [text, meta]
+print(json.dumps(out))
+"""
+
+
+def dump_index(
+    index_dir: Path, chroma_url: str | None = None, collection: str = "documents"
+) -> dict[str, list]:
+    """{chunk id: [text, metadata]} of an index, read by a fresh process (so nothing cached in
+    this one can hide what other processes wrote)."""
+    import json
+
+    result = subprocess.run(
+        [sys.executable, "-c", _DUMP_SCRIPT, str(index_dir), chroma_url or "", collection],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=rag_env(),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def index_dump():
+    return dump_index
+
+
+@pytest.fixture
+def permission_drop_reason() -> str | None:
+    """None where chmod 000 blocks our `rag` subprocesses (run with obey_permissions=True);
+    else why it cannot (root without the means to drop CAP_DAC_OVERRIDE)."""
+    return permissions_enforceable()
+
+
+@pytest.fixture
+def rag_command() -> tuple[str, dict[str, str]]:
+    """(path of the `rag` script, environment for it) for tests that manage the process."""
+    return str(RAG_BIN), rag_env()

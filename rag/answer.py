@@ -36,6 +36,8 @@ MIN_EXTRACTIVE = 0.35
 EXTRACTIVE_KEEP_RATIO = 0.85
 MIN_RELATIVE_RELEVANCE = 0.7
 WEAK_MODEL_RELATIVE_RELEVANCE = 0.95
+WEAK_MODEL_MIN_SUPPORT = 0.75
+LOCAL_CONTEXT_CHARS = 1200
 MAX_EXTRACTIVE_SENTENCES = 2
 
 
@@ -330,8 +332,11 @@ class Verifier:
             for info in per_chunk:
                 similarities = info.vectors @ vector
                 best = (0.0, 0, 0)
+                single = len(info.spans)
                 for w, (a, b) in enumerate(info.windows):
-                    if numbers and not numbers <= info.numbers[w]:
+                    # Numbers must all appear in one source sentence: a two-sentence window
+                    # would let "70%" borrow "90%" from its neighbour.
+                    if numbers and (w >= single or not numbers <= info.numbers[w]):
                         continue
                     lexical = len(terms & info.terms[w]) / len(terms) if terms else 0.0
                     score = 0.5 * lexical + 0.5 * float(similarities[w])
@@ -512,7 +517,10 @@ class RAG:
         draft = ""
         if model is not None:
             try:
-                for piece in model.stream(self.messages(state.standalone, chunks)):
+                focus = state.question if state.standalone != state.question else None
+                budget = self.context_budget(state.spec)
+                excerpts = self.excerpts(state.standalone, chunks, budget, focus)
+                for piece in model.stream(self.messages(state.standalone, chunks, excerpts)):
                     token = str(piece.content)
                     if token:
                         draft += token
@@ -529,13 +537,49 @@ class RAG:
         answer = self.verify(state, draft, generate_started)
         yield StreamEvent("final", answer=answer)
 
-    def messages(self, question: str, chunks: list[RetrievedChunk]) -> list[BaseMessage]:
-        """The prompt: instructions, numbered sources, the question."""
+    def context_budget(self, spec: LLMSpec) -> int | None:
+        """Characters of source text to put in the prompt (None: whole chunks)."""
+        if self.settings.llm_context_chars is not None:
+            return self.settings.llm_context_chars or None
+        return LOCAL_CONTEXT_CHARS if spec.kind == "local" else None
+
+    def excerpts(
+        self,
+        question: str,
+        chunks: list[RetrievedChunk],
+        budget: int | None,
+        focus: str | None = None,
+    ) -> list[str]:
+        """Per chunk, the text the model sees: whole chunks, or within ``budget`` characters the
+        chunks' most relevant sentences (in document order). Short prompts make a small model
+        both faster (time to first token) and less distracted."""
+        if budget is None:
+            return [chunk.text for chunk in chunks]
+        chosen: dict[int, list[tuple[int, int]]] = {}
+        used = 0
+        for _, index, a, b in self.rank_sentences(question, chunks, focus):
+            if used + (b - a) > budget and used > 0:
+                continue
+            chosen.setdefault(index, []).append((a, b))
+            used += b - a + 1
+            if used >= budget:
+                break
+        return [
+            " ".join(chunks[i].text[a:b] for a, b in sorted(chosen.get(i, [])))
+            for i in range(len(chunks))
+        ]
+
+    def messages(
+        self, question: str, chunks: list[RetrievedChunk], excerpts: list[str] | None = None
+    ) -> list[BaseMessage]:
+        """The prompt: instructions, numbered sources (whole or excerpted), the question."""
+        texts = excerpts if excerpts is not None else [chunk.text for chunk in chunks]
         context = "\n\n".join(
-            f"[{n}] {chunk.title}\n{chunk.text}"
-            if chunk.title and not chunk.text.startswith(chunk.title)
-            else f"[{n}] {chunk.text}"
-            for n, chunk in enumerate(chunks, start=1)
+            f"[{n}] {chunk.title}\n{text}"
+            if chunk.title and not text.startswith(chunk.title)
+            else f"[{n}] {text}"
+            for n, (chunk, text) in enumerate(zip(chunks, texts, strict=True), start=1)
+            if text
         )
         return [
             SystemMessage(content=SYSTEM_PROMPT),
@@ -568,12 +612,11 @@ class RAG:
             answer.draft = draft
             answer.timings.generate_s = round(generate_s, 4)
             return answer
-        # The tiny default model's sentence must answer at least as well as the best quote.
-        relative = (
-            WEAK_MODEL_RELATIVE_RELEVANCE
-            if state.spec.kind == "local"
-            else (MIN_RELATIVE_RELEVANCE)
-        )
+        # The tiny default model's sentences must be near-verbatim and answer at least as well
+        # as the best quote; capable models may paraphrase.
+        weak = state.spec.kind == "local"
+        relative = WEAK_MODEL_RELATIVE_RELEVANCE if weak else MIN_RELATIVE_RELEVANCE
+        min_support = WEAK_MODEL_MIN_SUPPORT if weak else MIN_SUPPORT
         kept: list[tuple[str, Support]] = []
         if pieces and not said_unknown:
             texts = [_drop_lead_in(text) for text, _ in pieces]
@@ -585,8 +628,9 @@ class RAG:
                 support = _choose_support(row, markers, chunks)
                 if (
                     support is not None
-                    and support.score >= MIN_SUPPORT
+                    and support.score >= min_support
                     and on_topic >= max(MIN_EXTRACTIVE, relative * best_quote)
+                    and adds_information(text, focus or state.standalone)
                 ):
                     kept.append((text, support))
         mode = "generated"
@@ -718,6 +762,21 @@ def missing_key_terms(question: str, chunks: list[RetrievedChunk]) -> list[str]:
             continue
         missing.append(word)
     return missing
+
+
+_YES_NO_QUESTION = re.compile(
+    r"^(is|are|was|were|do|does|did|can|could|has|have|had|will|would|should|shall|may|might)\b",
+    re.IGNORECASE,
+)
+_YES_NO_ANSWER = re.compile(r"^(yes|no)\b", re.IGNORECASE)
+
+
+def adds_information(sentence: str, question: str) -> bool:
+    """Does the sentence say something the question did not (not a mere echo of it)?"""
+    if _YES_NO_QUESTION.match(question.strip()) and _YES_NO_ANSWER.match(sentence.strip()):
+        return True
+    new_terms = set(content_terms(sentence)) - set(content_terms(question))
+    return bool(new_terms) or bool(numbers_in(sentence) - numbers_in(question))
 
 
 def _relevance(similarity: float, question_terms: set[str], terms: set[str]) -> float:

@@ -5,6 +5,7 @@ tests/browser/ and tests/reliability/test_ui_*.py."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -35,10 +36,15 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-READY = re.compile(r"rag web UI: (\S+)\s+\(ready in ([\d.]+) s\)")
+READY = re.compile(r"rag web UI: (\S+)\s+\(ready in ([\d.]+) s; ([\d.]+) s CPU\)")
 QUESTION = "What share of Russia's microelectronics came from China?"
 FOLLOW_UP = "Who supplies them?"
 UNANSWERABLE = "Who won the 2022 football World Cup?"
+
+
+def load_factor() -> float:
+    """How oversubscribed the CPUs are now (1.0 when idle): timing limits scale with it."""
+    return max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
 
 
 def free_port() -> int:
@@ -78,6 +84,7 @@ class UIProcess:
     def __init__(self, args: list[str], env: dict[str, str], cwd: Path = ROOT):
         self.args = args
         self.started = time.monotonic()
+        self.load = load_factor()  # the highest seen while starting (timing limits scale)
         self.process = subprocess.Popen(
             [str(RAG_BIN), "serve", *args],
             env=env,
@@ -92,6 +99,7 @@ class UIProcess:
         self.url: str | None = None
         self.ready_s: float | None = None  # process start → ready line (what a user waits)
         self.reported_s: float | None = None  # what the app logged
+        self.cpu_s: float | None = None  # CPU time the process used to get ready
         self._ready = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -104,7 +112,9 @@ class UIProcess:
             if match and self.url is None:
                 self.url = match.group(1)
                 self.reported_s = float(match.group(2))
+                self.cpu_s = float(match.group(3))
                 self.ready_s = time.monotonic() - self.started
+                self.load = max(self.load, load_factor())
                 self._ready.set()
         self._ready.set()
 
@@ -198,3 +208,115 @@ def require_browser() -> Path:
     if os.environ.get("RAG_TEST_REQUIRE_BROWSER") == "1":
         pytest.fail(reason + " — required because RAG_TEST_REQUIRE_BROWSER=1")
     pytest.skip(reason)
+
+
+ANSWERED = ".rag-answer, .rag-refusal, .rag-error"
+
+
+class ChatPage:
+    """The chat page in a fresh browser context, with what a test needs to watch: requests to
+    other hosts, dialogs (alert/confirm: a script ran), console errors."""
+
+    def __init__(self, browser: Any, url: str, width: int = 1366, height: int = 900):
+        self.url = url
+        self.context = browser.new_context(viewport={"width": width, "height": height})
+        self.page = self.context.new_page()
+        self.requests: list[str] = []
+        self.dialogs: list[str] = []
+        self.console_errors: list[str] = []
+        self.page.on("request", lambda request: self.requests.append(request.url))
+        self.page.on("dialog", self._on_dialog)
+        self.page.on(
+            "console",
+            lambda message: (
+                self.console_errors.append(message.text) if message.type == "error" else None
+            ),
+        )
+        self.page.on("pageerror", lambda error: self.console_errors.append(str(error)))
+
+    def _on_dialog(self, dialog: Any) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def open(self) -> ChatPage:
+        self.page.goto(self.url)
+        self.page.wait_for_selector("#rag-chat", timeout=60_000)
+        self.page.wait_for_selector("#rag-stats .rag-stats", timeout=60_000)
+        return self
+
+    @property
+    def external_requests(self) -> list[str]:
+        origin = self.url.rstrip("/")
+        return [
+            url
+            for url in self.requests
+            if not (url.startswith(origin) or url.startswith(("data:", "blob:", "about:")))
+        ]
+
+    def ensure_sidebar(self) -> None:
+        if self.page.locator(".sidebar.open").count() == 0:
+            self.page.locator("button.toggle-button").first.click()
+            self.page.wait_for_selector(".sidebar.open", timeout=10_000)
+
+    def set_extractive(self, on: bool = True) -> None:
+        self.ensure_sidebar()
+        box = self.page.locator("#rag-extractive input[type=checkbox]")
+        if not box.is_visible():
+            self.page.locator("#rag-settings button").first.click()
+            box.wait_for(state="visible", timeout=10_000)
+        if box.is_checked() != on:
+            box.click()
+        assert box.is_checked() == on
+
+    def ask(self, question: str, timeout: float = 120_000) -> Any:
+        """Type and send a question; returns the new answer/refusal/error element."""
+        before = self.page.locator(ANSWERED).count()
+        box = self.page.locator("#rag-question textarea")
+        box.fill(question)
+        box.press("Enter")
+        self.page.wait_for_function(
+            f"n => document.querySelectorAll({json.dumps(ANSWERED)}).length > n",
+            arg=before,
+            timeout=timeout,
+        )
+        return self.page.locator(ANSWERED).nth(before)
+
+    def expand_last_sources(self, timeout: float = 15.0) -> Any:
+        """Open the newest Sources block. The chat re-renders once more when the answer's event
+        completes (which closes the block again), so open it until it stays open."""
+        title = self.page.locator(".thought-group .title").last
+        chunk = self.page.locator(".rag-sources .rag-chunk").last
+        deadline = time.monotonic() + timeout
+        steady = 0
+        while steady < 3:
+            if time.monotonic() > deadline:
+                raise AssertionError("the Sources block does not stay open")
+            if chunk.count() and chunk.is_visible():
+                steady += 1
+            else:
+                steady = 0
+                title.click()
+            self.page.wait_for_timeout(250)
+        return chunk
+
+    def upload(self, files: list[Any], timeout: float = 120_000) -> Any:
+        """Upload through the file box; returns the status element once it reports."""
+        self.ensure_sidebar()
+        status = self.page.locator("#rag-upload-status .rag-ingest")
+        previous = status.inner_text() if status.count() else None
+        self.page.locator("#rag-upload input[type=file]").set_input_files(files)
+        self.page.wait_for_function(
+            "prev => { const el = document.querySelector('#rag-upload-status .rag-ingest');"
+            " return el && el.innerText !== prev; }",
+            arg=previous,
+            timeout=timeout,
+        )
+        return status
+
+    def screenshot(self, folder: Path, name: str) -> Path:
+        path = folder / f"{name}.png"
+        self.page.screenshot(path=str(path))
+        return path
+
+    def close(self) -> None:
+        self.context.close()

@@ -420,7 +420,7 @@ def build_app(service: ChatService) -> Any:
                     submit_btn=False,
                 )
                 ask_button = gr.Button("Ask", variant="primary", scale=0, min_width=80)
-                new_button = gr.Button("New chat", variant="secondary", scale=0, min_width=110)
+                new_button = gr.Button("New chat", variant="secondary", scale=0, min_width=128)
 
         answer_inputs = [question, chatbot, history_state, top_k, llm_choice, extractive]
         answer_outputs = [question, chatbot, history_state]

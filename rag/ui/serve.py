@@ -126,7 +126,7 @@ def launch(
     info = {"url": url, "startup_s": round(seconds, 2), "llm": settings.llm, "stats": stats}
     if warning:
         _say(warning)
-    _say(f"rag web UI: {url}  (ready in {seconds:.1f} s)")
+    _say(f"rag web UI: {url}  (ready in {seconds:.1f} s; {time.process_time():.1f} s CPU)")
     if stats is not None:
         where = settings.chroma_url or str(settings.index_dir)
         _say(

@@ -1,0 +1,218 @@
+"""The chat UI in a real headless Chromium: load, ask (real default LLM, streamed), sources,
+refusals, uploads, hostile HTML shown inert, phone-sized screens, no external requests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_ui_support import QUESTION, SEED_FILE, UNANSWERABLE, ChatPage
+
+pytestmark = pytest.mark.browser
+
+# Records every state the newest assistant message goes through while an answer streams in.
+WATCH_STREAM = """
+() => {
+  window.__states = [];
+  const chat = document.querySelector('#rag-chat');
+  const record = () => {
+    const bots = chat.querySelectorAll('[data-testid="bot"] .message-content');
+    const last = bots[bots.length - 1];
+    if (!last) return;
+    const kind = last.querySelector('.rag-draft') ? 'draft'
+      : last.querySelector('.rag-pending') ? 'pending'
+      : last.querySelector('.rag-answer') ? 'answer'
+      : last.querySelector('.rag-refusal') ? 'refusal' : 'other';
+    const entry = kind + ':' + last.innerText.length;
+    if (window.__states[window.__states.length - 1] !== entry) window.__states.push(entry);
+  };
+  new MutationObserver(record).observe(chat, {subtree: true, childList: true,
+                                              characterData: true});
+}
+"""
+
+HOSTILE_DOCUMENT = (
+    "Plumbus output report.\n\n"
+    "The Gazorpazorp plumbus plant makes 300 plumbuses per day. "
+    '<script>window.__pwned = "script";</script>'
+    "<img src=\"x\" onerror=\"window.__pwned = 'img'; alert('img')\">"
+    '<a href="javascript:alert(1)">click me</a> **not bold** [link](javascript:alert(2))\n\n'
+    "Its director is Squanchy Smith. <iframe srcdoc=\"<script>parent.__pwned='iframe'</script>\">"
+    "</iframe><svg onload=\"alert('svg')\"></svg>\n"
+)
+HOSTILE_NAME = "<img src=x onerror=\"alert('name')\">plumbus.txt"
+
+
+def _no_script_ran(chat: ChatPage) -> None:
+    page = chat.page
+    assert chat.dialogs == [], chat.dialogs
+    assert page.evaluate("() => window.__pwned === undefined")
+    injected = page.evaluate(
+        '() => document.querySelectorAll(\'#rag-chat img[src="x"], #rag-chat iframe, '
+        '#rag-chat svg[onload], #rag-chat a[href^="javascript"], #rag-stats img, '
+        "#rag-upload-status img, [onerror]').length"
+    )
+    assert injected == 0
+
+
+def test_page_loads_offline_with_index_panel_and_examples(browser: Any, browser_ui, shots) -> None:
+    chat = ChatPage(browser, browser_ui.url).open()
+    try:
+        stats = chat.page.locator("#rag-stats").inner_text()
+        assert "1 documents" in stats and SEED_FILE.name in stats
+        assert chat.page.get_by_text("What share of Russia's microelectronics").count() >= 1
+        assert chat.page.locator("#rag-reindex").is_enabled()
+        chat.screenshot(shots, "desktop-empty")
+        assert chat.external_requests == [], chat.external_requests
+        assert chat.console_errors == [], chat.console_errors
+    finally:
+        chat.close()
+
+
+def test_ask_streams_a_cited_answer_from_the_default_llm(browser: Any, browser_ui, shots) -> None:
+    """The real default LLM (SmolLM2 via llama.cpp): draft tokens stream in, then the checked
+    answer replaces them, with [n] markers and an expandable Sources block."""
+    chat = ChatPage(browser, browser_ui.url).open()
+    try:
+        chat.page.evaluate(WATCH_STREAM)
+        answer = chat.ask(QUESTION, timeout=240_000)
+        states: list[str] = chat.page.evaluate("() => window.__states")
+        kinds = [state.split(":")[0] for state in states if not state.startswith("other")]
+        assert kinds[0] == "pending" and kinds[-1] == "answer", states
+        drafts = [state for state in states if state.startswith("draft")]
+        assert len(drafts) >= 2, f"no streamed draft tokens: {states}"
+
+        assert "rag-answer" in (answer.get_attribute("class") or "")
+        text = answer.inner_text()
+        assert "90%" in text and "[1]" in text
+        assert "local" in text  # the footer names the LLM that drafted it
+        assert answer.locator("sup.rag-cite").count() >= 1
+
+        chunk = chat.expand_last_sources()
+        head = chat.page.locator(".rag-sources .rag-source-head").first.inner_text()
+        assert SEED_FILE.name in head and "chunk" in head
+        marked = chunk.locator("mark").inner_text()
+        assert marked and marked in " ".join(SEED_FILE.read_text().split())
+        assert marked in chunk.inner_text()
+        chat.screenshot(shots, "desktop-answer-sources")
+        assert chat.external_requests == []
+    finally:
+        chat.close()
+
+
+def test_refusal_looks_different_from_an_answer(browser: Any, browser_ui, shots) -> None:
+    chat = ChatPage(browser, browser_ui.url).open()
+    try:
+        chat.set_extractive(True)
+        answered = chat.ask(QUESTION)
+        refused = chat.ask(UNANSWERABLE)
+        assert "rag-refusal" in (refused.get_attribute("class") or "")
+        assert "not in the documents" in refused.inner_text().lower()
+        assert refused.locator("sup.rag-cite").count() == 0
+        style = (
+            "el => getComputedStyle(el).borderLeftColor + '|' "
+            "+ getComputedStyle(el).backgroundColor"
+        )
+        assert refused.evaluate(style) != answered.evaluate(style)
+        chat.screenshot(shots, "desktop-refusal")
+    finally:
+        chat.close()
+
+
+def test_example_question_and_follow_up(browser: Any, browser_ui) -> None:
+    chat = ChatPage(browser, browser_ui.url).open()
+    try:
+        chat.set_extractive(True)
+        before = chat.page.locator(".rag-answer").count()
+        chat.page.get_by_text("How much were Russia's machine tool imports").first.click()
+        chat.page.wait_for_function(
+            "n => document.querySelectorAll('.rag-answer').length > n", arg=before
+        )
+        assert "$900 million" in chat.page.locator(".rag-answer").last.inner_text()
+        follow = chat.ask("Who supplies them?")
+        assert "understood as" in follow.inner_text()
+        assert "machine tool imports" in follow.inner_text()
+        chat.page.locator("button", has_text="New chat").click()
+        chat.page.wait_for_function("() => !document.querySelector('.rag-answer')")
+        fresh = chat.ask("Who supplies them?")
+        assert "understood as" not in fresh.inner_text()
+    finally:
+        chat.close()
+
+
+def test_upload_a_file_then_ask_about_it(browser: Any, browser_ui, tmp_path: Path, shots) -> None:
+    document = tmp_path / "velmora bridge.md"
+    document.write_text(
+        "# Velmora bridge\n\nThe Velmora bridge is 730 metres long. It opened to traffic in "
+        "1999 after six years of construction.\n"
+    )
+    broken = tmp_path / "scan.pdf"
+    broken.write_bytes(b"%PDF-1.4\n% truncated")
+    script = tmp_path / "tool.py"
+    script.write_text("print('not a document')")
+    chat = ChatPage(browser, browser_ui.url).open()
+    try:
+        chat.set_extractive(True)
+        status = chat.upload([str(document), str(broken), str(script)])
+        text = status.inner_text()
+        assert "1 added" in text and "1 failed" in text, text
+        assert "scan.pdf" in text and "tool.py: file type .py is not accepted" in text, text
+        chat.page.wait_for_function(
+            "() => document.querySelector('#rag-stats').innerText.includes('velmora bridge.md')"
+        )
+        chat.screenshot(shots, "desktop-upload-error")
+        answer = chat.ask("How long is the Velmora bridge?")
+        assert "730 metres" in answer.inner_text()
+        chat.expand_last_sources()
+        assert "velmora bridge.md" in chat.page.locator(".rag-source-head").last.inner_text()
+    finally:
+        chat.close()
+
+
+def test_html_and_script_in_documents_and_names_stay_inert(browser: Any, browser_ui) -> None:
+    chat = ChatPage(browser, browser_ui.url).open()
+    try:
+        chat.set_extractive(True)
+        status = chat.upload(
+            [{"name": HOSTILE_NAME, "mimeType": "text/plain", "buffer": HOSTILE_DOCUMENT.encode()}]
+        )
+        assert "1 added" in status.inner_text(), status.inner_text()
+        answer = chat.ask("How many plumbuses does the Gazorpazorp plant make per day?")
+        assert "300 plumbuses" in answer.inner_text()
+        chunk = chat.expand_last_sources()
+        shown = chunk.inner_text()
+        assert '<script>window.__pwned = "script";</script>' in shown
+        assert "onerror=" in shown and "**not bold**" in shown
+        assert chunk.locator("strong, a, script, img").count() == 0
+        head = chat.page.locator(".rag-source-head").last.inner_text()
+        assert "plumbus.txt" in head and "<" not in head  # the stored name is a safe one
+        typed = chat.ask("<img src=x onerror=\"alert('typed')\"> what does the plant make?")
+        assert typed.is_visible()
+        user_bubbles = chat.page.locator('[data-testid="user"]').all_inner_texts()
+        assert any("<img src=x onerror=" in text for text in user_bubbles)
+        chat.page.wait_for_timeout(500)
+        _no_script_ran(chat)
+        assert chat.external_requests == [], chat.external_requests
+    finally:
+        chat.close()
+
+
+def test_phone_screen_keeps_the_chat_usable(browser: Any, browser_ui, shots) -> None:
+    chat = ChatPage(browser, browser_ui.url, width=390, height=844).open()
+    try:
+        chat.page.wait_for_function("() => !document.querySelector('.sidebar.open')")
+        chat.screenshot(shots, "mobile-empty")
+        chat.set_extractive(True)
+        chat.page.locator("button.toggle-button").first.click()  # close the panel again
+        chat.page.wait_for_function("() => !document.querySelector('.sidebar.open')")
+        answer = chat.ask(QUESTION)
+        assert "[1]" in answer.inner_text()
+        chat.expand_last_sources()
+        box = answer.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+        width = chat.page.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= 390, f"the page scrolls sideways ({width}px)"
+        chat.screenshot(shots, "mobile-answer-sources")
+    finally:
+        chat.close()

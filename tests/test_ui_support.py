@@ -81,12 +81,19 @@ def copy_index(source: Path, target: Path) -> Path:
 class UIProcess:
     """A real `rag serve` process; its output is collected while it runs."""
 
-    def __init__(self, args: list[str], env: dict[str, str], cwd: Path = ROOT):
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        cwd: Path = ROOT,
+        command: list[str] | None = None,
+    ):
+        """``command`` (default: ``rag serve``) runs with ``args`` appended."""
         self.args = args
         self.started = time.monotonic()
         self.load = load_factor()  # the highest seen while starting (timing limits scale)
         self.process = subprocess.Popen(
-            [str(RAG_BIN), "serve", *args],
+            [*(command or [str(RAG_BIN), "serve"]), *args],
             env=env,
             cwd=str(cwd),
             stdout=subprocess.PIPE,

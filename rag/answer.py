@@ -742,15 +742,15 @@ def missing_key_terms(question: str, chunks: list[RetrievedChunk]) -> list[str]:
     """Names and numbers the question relies on that no retrieved chunk contains.
 
     A question about "Putin" answered from passages that never name Putin is unanswerable, however
-    close the passages are in topic. Names are capitalised words not at the start of the question
-    (or acronyms); numbers are years and figures.
+    close the passages are in topic. Names are capitalised words not starting a sentence (or
+    acronyms); numbers are years and figures.
     """
-    words = _WORD.findall(question)
     key: list[str] = []
-    for position, word in enumerate(words):
-        is_name = word[:1].isupper() and (position > 0 or word.isupper()) and len(word) > 1
-        if (is_name and word.lower() not in _STOP) or (word[:1].isdigit() and len(word) >= 2):
-            key.append(word)
+    for start, end in sentence_spans(question):
+        for position, word in enumerate(_WORD.findall(question, start, end)):
+            is_name = word[:1].isupper() and (position > 0 or word.isupper()) and len(word) > 1
+            if (is_name and word.lower() not in _STOP) or (word[:1].isdigit() and len(word) >= 2):
+                key.append(word)
     if not key:
         return []
     haystack = " ".join(chunk.search_text for chunk in chunks).lower()

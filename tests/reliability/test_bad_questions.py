@@ -105,11 +105,6 @@ def test_api_answers_the_cleaned_questions(bot: RAG) -> None:
     assert len(long.answer) < 1000  # whatever it says, it says it briefly
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rag/answer.py missing_key_terms takes a capitalised word that starts a later "
-    "sentence ('When') for a name the documents never mention, and refuses (lead's file)",
-)
 def test_api_answers_a_question_of_two_sentences(bot: RAG) -> None:
     answer = bot.ask("I am planning a day trip. When does the ferry to Merren leave?")
     assert not answer.refused, answer.answer

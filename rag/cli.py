@@ -520,18 +520,16 @@ def eval_retrieval(
     from rag.report import print_beir
 
     settings = _settings(index_dir=index_dir)
-    show = sys.stderr.isatty()
-    with (
-        _IngestProgressBar(enabled=show) as ingest_bar,
-        _CountingProgressBar("queries", enabled=show) as query_bar,
-    ):
+    with _CountingProgressBar("eval-retrieval", enabled=sys.stderr.isatty()) as bar:
         result = evaluate_beir(
             beir_dir,
             settings,
             split=split,
             k=k,
-            ingest_progress=ingest_bar.update,
-            on_query=query_bar.update,
+            ingest_progress=lambda event: bar.update(
+                event.files_done, event.files_total, f"ingest · {event.chunks_written} chunks"
+            ),
+            on_query=lambda done, total: bar.update(done, total, "queries"),
         )
     if json_path is not None:
         _write_json_file(json_path, result.to_dict())

@@ -127,28 +127,28 @@ def test_jsonl_set_loads_questions_and_conversations(tmp_path: Path) -> None:
         ),
         (
             "dup.yaml",
-            "questions:\n  - {id: q1, question: \"One?\"}\n  - {id: q1, question: \"Two?\"}\n",
+            'questions:\n  - {id: q1, question: "One?"}\n  - {id: q1, question: "Two?"}\n',
             ["questions[1]", "duplicate id 'q1'", "first used by questions[0]"],
         ),
         (
             "dup-turn.yaml",
-            "questions:\n  - {id: c1.2, question: \"One?\"}\nconversations:\n"
-            "  - id: c1\n    turns: [{question: \"A?\"}, {question: \"B?\"}]\n",
+            'questions:\n  - {id: c1.2, question: "One?"}\nconversations:\n'
+            '  - id: c1\n    turns: [{question: "A?"}, {question: "B?"}]\n',
             ["conversations[0]", "duplicate id 'c1.2'"],
         ),
         (
             "ambiguous.yaml",
-            "questions:\n  - {id: q1, question: \"One?\", expected: [a, b]}\n",
+            'questions:\n  - {id: q1, question: "One?", expected: [a, b]}\n',
             ["questions[0]", "ambiguous", "[['a', 'b']]", "[['a'], ['b']]"],
         ),
         (
             "typo.yaml",
-            "questions:\n  - {id: q1, question: \"One?\", expect: [[a]]}\n",
+            'questions:\n  - {id: q1, question: "One?", expect: [[a]]}\n',
             ["questions[0]", "expect", "unknown field"],
         ),
         (
             "unanswerable.yaml",
-            "questions:\n  - {id: q1, question: \"One?\", answerable: false, expected: x}\n",
+            'questions:\n  - {id: q1, question: "One?", answerable: false, expected: x}\n',
             ["questions[0]", "unanswerable", "expected"],
         ),
         ("empty.yaml", "name: nothing\n", ["no questions"]),

@@ -185,7 +185,33 @@ def test_upload_reports_each_refused_or_failed_file(ui, client, tmp_path: Path) 
     assert re.search(r"empty\.txt\s*: the file is empty", text), text
     assert re.search(r"broken\.pdf\s*: \S", text), text
     uploads = _index_dir(ui).parent / "data" / "uploads"
-    assert not (uploads / "tool.exe").exists() and not (uploads / "empty.txt").exists()
+    assert (uploads / "notes.txt").exists()
+    for name in ("tool.exe", "empty.txt", "broken.pdf"):
+        assert not (uploads / name).exists(), f"{name} was kept although it was not indexed"
+    assert not list(uploads.glob(".*")), "no partial files or backups left behind"
+
+
+def test_a_broken_new_version_keeps_the_indexed_one(ui, client, tmp_path: Path) -> None:
+    from gradio_client import handle_file
+
+    folder = tmp_path / "v1"
+    folder.mkdir()
+    good = folder / "ledger.txt"
+    good.write_text("The Ostrava ledger records 5,120 barrels of tar shipped in 1887.")
+    status, _, _ = client.predict([handle_file(str(good))], api_name="/upload")
+    assert "1 added" in status, status
+    broken_folder = tmp_path / "v2"
+    broken_folder.mkdir()
+    broken = broken_folder / "ledger.txt"
+    broken.write_bytes(bytes(range(256)) * 40)  # binary data under a .txt name
+    status, _, _ = client.predict([handle_file(str(broken))], api_name="/upload")
+    assert "1 failed" in status and "ledger.txt" in status, status
+    stored = _index_dir(ui).parent / "data" / "uploads" / "ledger.txt"
+    assert stored.read_bytes() == good.read_bytes()
+    result = client.predict(
+        "How many barrels of tar does the Ostrava ledger record?", api_name="/ask"
+    )
+    assert any(c["source"] == "ledger.txt" and "5,120" in c["quote"] for c in result["citations"])
 
 
 def test_upload_over_the_size_limit_is_rejected(ui, client, tmp_path: Path) -> None:

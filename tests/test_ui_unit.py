@@ -129,6 +129,17 @@ def test_sources_highlight_the_quote_inside_its_chunk() -> None:
     assert fragment.count("<mark>") == 1
 
 
+def test_long_context_is_trimmed_around_the_quote() -> None:
+    chunk = "alpha " * 200 + "The quoted sentence here. " + "omega " * 200
+    start = chunk.index("The quoted")
+    citation = _citation(chunk, start, start + len("The quoted sentence here."))
+    shown = "".join(parse(render.highlighted_chunk(citation)).text)
+    assert shown.startswith("… alpha") and shown.endswith("omega …")
+    assert "The quoted sentence here." in shown
+    before, after = shown.split("The quoted sentence here.")
+    assert len(before) <= render.CONTEXT_CHARS + 2 and len(after) <= render.CONTEXT_CHARS + 2
+
+
 def test_quote_found_by_text_when_offsets_do_not_match() -> None:
     chunk = "One sentence here. The quoted sentence. Another one."
     citation = _citation(chunk, 0, len("One sentence here."))
@@ -268,6 +279,33 @@ def test_store_uploads_keeps_everything_inside_the_folder(tmp_path: Path) -> Non
     for path in result.stored:
         assert path.parent == upload_dir.resolve()
     assert not (tmp_path / "outside.txt").exists() and not Path("/tmp/absolute.txt").exists()
+
+
+def test_settle_keeps_what_was_indexed(tmp_path: Path) -> None:
+    """A failed new upload is removed; a failed new version gives the old file back."""
+    upload_dir = tmp_path / "uploads"
+    incoming = tmp_path / "in"
+    incoming.mkdir()
+    for name, body in (("old.txt", "version 1"), ("fresh.txt", "fresh")):
+        (incoming / name).write_text(body)
+    first = store_uploads([incoming / "old.txt"], upload_dir, 1)
+    assert first.settle([]) == [upload_dir.resolve() / "old.txt"]
+
+    (incoming / "old.txt").write_text("version 2, broken")
+    (incoming / "bad.txt").write_text("will fail")
+    second = store_uploads(
+        [incoming / "old.txt", incoming / "bad.txt", incoming / "fresh.txt"], upload_dir, 1
+    )
+    assert (upload_dir / "old.txt").read_text() == "version 2, broken"
+    kept = second.settle([upload_dir / "old.txt", upload_dir / "bad.txt"])
+    assert [path.name for path in kept] == ["fresh.txt"]
+    assert (upload_dir / "old.txt").read_text() == "version 1"
+    assert sorted(path.name for path in upload_dir.iterdir()) == ["fresh.txt", "old.txt"]
+
+    third = store_uploads([incoming / "fresh.txt", incoming / "fresh.txt"], upload_dir, 1)
+    assert len(third.stored) == 1 and "also named fresh.txt" in third.refused[0][1]
+    third.settle([])
+    assert sorted(path.name for path in upload_dir.iterdir()) == ["fresh.txt", "old.txt"]
 
 
 @pytest.mark.parametrize(

@@ -181,6 +181,10 @@ CSS = """
 @media (max-width: 640px) {
   #rag-title p { display: none; }
   .rag-chunk { max-height: 12rem; }
+  #rag-chat .message-row {
+    margin-left: 2px !important; margin-right: 2px !important;
+    max-width: calc(100% - 4px) !important;
+  }
 }
 """
 
@@ -305,14 +309,18 @@ def build_app(service: ChatService) -> Any:
             return "", service.stats_html(), None
         stored = store_uploads(files, settings.upload_dir, settings.max_upload_mb)
         report = None
+        kept: list[Path] = []
         if stored.stored:
             try:
-                report = service.ingest(stored.stored, _progress_callback(progress)).to_dict()
+                result = service.ingest(stored.stored, _progress_callback(progress))
             except RagError as error:
+                stored.settle(stored.stored)
                 return render.error_html(str(error)), service.stats_html(), None
+            kept = stored.settle(Path(failure.path) for failure in result.failed)
+            report = result.to_dict()
             for failure in report["failed"]:
                 failure["path"] = Path(failure["path"]).name
-        names = [path.name for path in stored.stored]
+        names = [path.name for path in kept]
         status = render.ingest_html(report, stored.refused, names, heading="Upload")
         return status, service.stats_html(), None
 
@@ -371,15 +379,17 @@ def build_app(service: ChatService) -> Any:
                 top_k = gr.Slider(
                     1, 20, value=settings.k, step=1, label="Passages per answer (top-k)"
                 )
+                quote_only = settings.llm == "extractive" or not service.llm_choices
                 llm_choice = gr.Dropdown(
                     choices=service.llm_choices,
                     value=service.default_llm or (service.llm_choices or [None])[0],
                     label="LLM backend",
                     visible=bool(service.llm_choices),
+                    interactive=not quote_only,
                     elem_id="rag-llm",
                 )
                 extractive = gr.Checkbox(
-                    value=settings.llm == "extractive" or not service.llm_choices,
+                    value=quote_only,
                     label="Extractive mode: quote the documents, no LLM (fastest)",
                     elem_id="rag-extractive",
                 )
@@ -437,6 +447,14 @@ def build_app(service: ChatService) -> Any:
         )
         chatbot.clear(clear, None, [chatbot, history_state], api_visibility="private")
         new_button.click(clear, None, [chatbot, history_state], api_visibility="private")
+        extractive.change(
+            lambda on: gr.update(interactive=not on),
+            extractive,
+            llm_choice,
+            api_visibility="private",
+            show_progress="hidden",
+            queue=False,
+        )
         files.upload(
             upload,
             files,

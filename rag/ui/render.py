@@ -21,6 +21,7 @@ _NEWLINES = re.compile(r"\r\n|\r|\n|\u2028|\u2029")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _MARKER = re.compile(r"\[(\d+)\]")
 MAX_TITLE_CHARS = 100
+CONTEXT_CHARS = 400  # passage text shown on each side of a highlighted quote
 
 
 def escape(text: Any) -> str:
@@ -103,7 +104,8 @@ def source_label(citation: Any) -> str:
 
 
 def highlighted_chunk(citation: Any) -> str:
-    """The citation's chunk text with the supporting quote marked (all escaped)."""
+    """The citation's chunk text with the supporting quote marked (all escaped); context longer
+    than CONTEXT_CHARS on either side is trimmed so the quote is always in view."""
     text: str = getattr(citation, "chunk_text", "") or ""
     quote: str = citation.quote
     if not text:
@@ -114,7 +116,14 @@ def highlighted_chunk(citation: Any) -> str:
     if local < 0:
         return escape(text) + '<div class="rag-quote"><mark>' + escape(quote) + "</mark></div>"
     end = local + len(quote)
-    return escape(text[:local]) + f"<mark>{escape(quote)}</mark>" + escape(text[end:])
+    before, after = text[:local], text[end:]
+    if len(before) > CONTEXT_CHARS:  # keep the quote in view: trim long context at a word
+        cut = before.find(" ", len(before) - CONTEXT_CHARS)
+        before = "… " + before[cut + 1 if cut >= 0 else len(before) - CONTEXT_CHARS :]
+    if len(after) > CONTEXT_CHARS:
+        cut = after.rfind(" ", 0, CONTEXT_CHARS)
+        after = after[: cut if cut > 0 else CONTEXT_CHARS] + " …"
+    return escape(before) + f"<mark>{escape(quote)}</mark>" + escape(after)
 
 
 def sources_html(citations: Iterable[Any]) -> str:
@@ -192,8 +201,8 @@ def ingest_html(
                 f"{escape(heading)}: {int(report['added'])} added, {int(report['updated'])} "
                 f"updated, {int(report['unchanged'])} unchanged"
                 + (f", {int(report['deleted'])} removed" if report.get("deleted") else "")
-                + f", {len(failed)} failed · {int(report['chunks_written'])} chunks written in "
-                f"{float(report['seconds']):.1f} s",
+                + f", {len(failed)} failed · {_count(int(report['chunks_written']), 'chunk')} "
+                f"written in {float(report['seconds']):.1f} s",
             )
         )
     elif refused:
@@ -202,7 +211,7 @@ def ingest_html(
         lines.append(_div("rag-meta", f"{escape(heading)}: nothing to do"))
     stored_names = [str(name) for name in stored]
     if stored_names:
-        lines.append(_div("rag-meta", "stored: " + ", ".join(escape(n) for n in stored_names)))
+        lines.append(_div("rag-meta", "indexed: " + ", ".join(escape(n) for n in stored_names)))
     problems = [(name, reason) for name, reason in refused] + [
         (str(item.get("path", "")), str(item.get("error", ""))) for item in failed
     ]
@@ -212,6 +221,10 @@ def ingest_html(
         )
         lines.append(f'<div class="rag-error"><ul class="rag-problems">{listing}</ul></div>')
     return _div("rag-ingest", "".join(lines))
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def progress_html(done: int, total: int, chunks: int, current: str) -> str:

@@ -70,6 +70,27 @@ class StoredUploads:
 
     stored: list[Path] = field(default_factory=list)
     refused: list[tuple[str, str]] = field(default_factory=list)
+    previous: dict[Path, Path] = field(default_factory=dict)  # replaced file → its backup
+
+    def settle(self, failed: Iterable[Path]) -> list[Path]:
+        """After ingesting ``stored``: drop the files that failed (a replaced file gets its
+        previous version back, so what was indexed stays on disk) and the backups of the rest.
+        Returns the files that stay."""
+        failed_paths = {Path(path).resolve() for path in failed}
+        kept: list[Path] = []
+        for path in self.stored:
+            backup = self.previous.get(path)
+            if path.resolve() in failed_paths:
+                if backup is not None:
+                    os.replace(backup, path)
+                else:
+                    path.unlink(missing_ok=True)
+            else:
+                if backup is not None:
+                    backup.unlink(missing_ok=True)
+                kept.append(path)
+        self.previous.clear()
+        return kept
 
 
 def store_uploads(
@@ -79,8 +100,8 @@ def store_uploads(
     names: Iterable[str | None] | None = None,
 ) -> StoredUploads:
     """Copy uploaded temp files into ``upload_dir`` under safe names (replacing a file of the
-    same name: uploading a new version updates it). ``names``: the client's file names when they
-    differ from the temp files' names."""
+    same name: uploading a new version updates it; call :meth:`StoredUploads.settle` after
+    ingesting). ``names``: the client's file names when they differ from the temp files'."""
     result = StoredUploads()
     upload_dir.mkdir(parents=True, exist_ok=True)
     folder = upload_dir.resolve()
@@ -102,9 +123,15 @@ def store_uploads(
             target = folder / target_name
             if target.parent != folder:  # defence in depth: never outside the folder
                 raise UploadRefused("unsafe file name")
+            if target in result.stored:
+                raise UploadRefused(f"another file in this upload is also named {target_name}")
             partial = folder / f".{target_name}.part"
             try:
                 shutil.copyfile(path, partial)
+                if target.exists():  # a new version: keep the old one until it is indexed
+                    backup = folder / f".{target_name}.prev"
+                    os.replace(target, backup)
+                    result.previous[target] = backup
                 os.replace(partial, target)
             finally:
                 partial.unlink(missing_ok=True)

@@ -3,6 +3,7 @@ refused without a login, allowed with RAG_AUTH (login enforced) or --insecure (`
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,35 @@ def test_non_loopback_bind_without_login_is_refused(
     assert "RAG_AUTH=user:password" in last and "--insecure" in last
     assert listening_addresses(port) == set()
     assert not (tmp_path / "index").exists(), "nothing is loaded or created before the check"
+
+
+def test_busy_port_and_bad_llm_fail_fast_with_a_message(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [str(RAG_BIN), "serve", "--index", str(tmp_path / "index"), "--port", str(port)],
+            env=serve_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=str(ROOT),
+        )
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"Error: cannot serve on 127.0.0.1:{port}" in result.stderr
+    assert "--port" in result.stderr
+
+    result = subprocess.run(
+        [str(RAG_BIN), "serve", "--index", str(tmp_path / "index"), "--llm", "nonsense"],
+        env=serve_env(RAG_PORT=str(free_port())),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=str(ROOT),
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "Error: " in result.stderr and "nonsense" in result.stderr
 
 
 def test_login_required_when_rag_auth_is_set(seed_index: Settings, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 import sys
 import threading
 import time
@@ -46,6 +47,22 @@ def check_bind(settings: Settings, insecure: bool = False) -> str | None:
     )
 
 
+def check_port(host: str, port: int) -> None:
+    """Fail fast (before any model loads) when the address cannot be bound."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError as error:
+            raise RagError(
+                f"cannot serve on {host}:{port}: {error.strerror or error}. Is another server "
+                "using the port? Pass --port (RAG_PORT) to choose another."
+            ) from None
+
+
 def auth_pair(settings: Settings) -> tuple[str, str] | None:
     if not settings.auth:
         return None
@@ -80,6 +97,7 @@ def launch(
     Returns (the Gradio app, its URL, startup info). With ``block`` it serves until stopped."""
     started = time.perf_counter()
     warning = check_bind(settings, insecure)
+    check_port(settings.host, settings.port)
     import rag.config  # noqa: F401  (offline environment before gradio is imported)
     from rag.ui.app import ChatService, build_app, find_seeds_dir, theme
 

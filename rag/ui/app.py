@@ -178,6 +178,12 @@ CSS = """
 .rag-problems { margin: 0; padding-left: 1.1rem; overflow-wrap: anywhere; }
 .rag-ingest { font-size: 0.9em; }
 #rag-chat { flex-grow: 1; }
+#rag-upload-note, #rag-upload-note *, #rag-upload-status, #rag-upload-status * {
+  min-height: 0 !important;
+}
+#rag-upload-note .html-container, #rag-upload-status .html-container {
+  padding-top: 0 !important; padding-bottom: 0 !important;
+}
 @media (max-width: 640px) {
   #rag-title p { display: none; }
   .rag-chunk { max-height: 12rem; }
@@ -359,7 +365,6 @@ def build_app(service: ChatService) -> Any:
                 label="Add documents",
                 file_count="multiple",
                 elem_id="rag-upload",
-                height=120,
             )
             gr.HTML(
                 f'<div class="rag-meta">{allowed} · up to {settings.max_upload_mb:g} MB each · '

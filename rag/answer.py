@@ -38,6 +38,7 @@ MIN_RELATIVE_RELEVANCE = 0.7
 WEAK_MODEL_RELATIVE_RELEVANCE = 0.95
 WEAK_MODEL_MIN_SUPPORT = 0.75
 LOCAL_CONTEXT_CHARS = 1200
+REFUSAL_PREFIX = "The documents don't say"
 MAX_EXTRACTIVE_SENTENCES = 2
 
 
@@ -57,6 +58,7 @@ class Citation(BaseModel):
     end: int
     quote: str = Field(description="The exact supporting span of the source text.")
     chunk_start: int = Field(0, exclude=True)
+    chunk_index: int = Field(0, exclude=True, description="Position of the chunk in its file.")
     chunk_text: str = Field("", exclude=True)
     title: str = Field("", exclude=True)
 
@@ -228,7 +230,9 @@ def condense_heuristic(question: str, history: History | None) -> str:
     turns = _history_turns(history)
     if not turns or not is_follow_up(question):
         return question
-    previous = turns[-1][0].strip()
+    # A follow-up refers to the last question that got an answer, not to a refused one.
+    answered = [user for user, reply in turns if not reply.startswith(REFUSAL_PREFIX)]
+    previous = (answered[-1] if answered else turns[-1][0]).strip()
     if not previous:
         return question
     return f"{previous.rstrip()} {question}"
@@ -372,7 +376,7 @@ SYSTEM_PROMPT = (
 
 
 def refusal_text(reason: str | None = None) -> str:
-    base = "The documents don't say: I found nothing in the indexed documents that answers this."
+    base = f"{REFUSAL_PREFIX}: I found nothing in the indexed documents that answers this."
     return f"{base} ({reason})" if reason else base
 
 
@@ -860,6 +864,7 @@ def _compose(
                     end=support.end,
                     quote=chunk.text[local_start:local_end],
                     chunk_start=chunk.start,
+                    chunk_index=int(chunk.metadata.get("chunk_index", 0)),
                     chunk_text=chunk.text,
                     title=chunk.title,
                 )

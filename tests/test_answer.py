@@ -172,6 +172,9 @@ def test_condense_heuristic() -> None:
     assert condense_heuristic("And their engines?", history).startswith("Who makes the optics?")
     standalone = "Which share of Russia's machine tool imports came from China in late 2023?"
     assert condense_heuristic(standalone, history) == standalone
+    refused = [("Who won the 2022 World Cup?", "The documents don't say: ..."), *history]
+    refused.append(("Who won the 2022 World Cup?", "The documents don't say: ..."))
+    assert condense_heuristic("And their engines?", refused).startswith("Who makes the optics?")
     assert is_follow_up("Why?") and is_follow_up("What about them?")
     assert not is_follow_up("Which companies supply optical components for Russian tanks?")
 

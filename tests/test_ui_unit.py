@@ -83,6 +83,7 @@ def _citation(
         end=chunk_start + quote_end,
         quote=chunk_text[quote_start:quote_end],
         chunk_start=chunk_start,
+        chunk_index=4,
         chunk_text=chunk_text,
         title="<script>t()</script>",
     )
@@ -122,7 +123,7 @@ def test_sources_highlight_the_quote_inside_its_chunk() -> None:
     parsed = assert_only_our_markup(fragment)
     text = "".join(parsed.text)
     assert '<img src=x onerror="alert(1)">.txt' in text
-    assert "page 3" in text and "chunk 01234567" in text
+    assert "page 3" in text and "chunk 5" in text
     assert chunk in text
     marked = fragment.split("<mark>")[1].split("</mark>")[0]
     assert html.unescape(marked) == "The figure was 90%."

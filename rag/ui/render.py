@@ -94,11 +94,13 @@ def pending_html(draft: str = "") -> str:
 
 
 def source_label(citation: Any) -> str:
-    """'file name · page 3 · chunk 1a2b3c4d · chars 120-240' (escaped)."""
+    """'file name · page 3 · chunk 2 · chars 120-240' (escaped; chunks counted from 1)."""
     bits = [f"<b>{escape(citation.source)}</b>"]
     if citation.page is not None:
         bits.append(f"page {int(citation.page)}")
-    bits.append(f"chunk {escape(citation.chunk_id[:8])}")
+    index = getattr(citation, "chunk_index", None)
+    chunk = f"chunk {int(index) + 1}" if index is not None else "chunk"
+    bits.append(chunk)
     bits.append(f"chars {int(citation.start)}–{int(citation.end)}")
     return " · ".join(bits)
 

@@ -177,3 +177,23 @@ def test_200mb_file_rejected_without_being_read(tmp_path: Path, rag_command) -> 
     # the 200 MB were never loaded: peak memory is that of a run that reads nothing
     assert peak_mb < base_mb + 40, (peak_mb, base_mb)
     assert peak_mb < 200, peak_mb
+
+
+def test_duplicate_files_are_cited_consistently(tmp_path: Path, shared_embedder) -> None:
+    from rag.answer import RAG
+
+    docs = tmp_path / "docs"
+    (docs / "copies").mkdir(parents=True)
+    (docs / "dup-a.txt").write_text(DUPLICATE)
+    (docs / "copies" / "dup-b.txt").write_text(DUPLICATE)
+    (docs / "harbour.txt").write_text(HARBOUR)
+    settings = load_settings(index_dir=tmp_path / "index", llm="extractive")
+    assert ingest([docs], settings, embedder=shared_embedder).added == 3
+    question = "When does the Merren ferry timetable change?"
+    answers = [RAG(settings).ask(question) for _ in range(3)]
+    for answer in answers:
+        assert not answer.refused and "October" in answer.answer
+        assert {c.source for c in answer.citations} <= {"dup-a.txt", "copies/dup-b.txt"}
+        assert {r.source for r in answer.retrieved[:2]} == {"dup-a.txt", "copies/dup-b.txt"}
+    cited = [[(c.source, c.start, c.end) for c in answer.citations] for answer in answers]
+    assert cited[0] == cited[1] == cited[2]  # the same copy every time

@@ -1,7 +1,8 @@
 """Issue 7, faults: `kill -9` of a real `rag ingest` at several points (chosen by watching the
-store fill up) on a corpus of a few hundred files, then a re-run: the index must equal a clean,
-uninterrupted ingest of the same files (same chunk ids, texts and metadata; no duplicates) and
-answer vector queries. Then the same while files are being updated and deleted."""
+store fill up) on a corpus of a few hundred files, and a Ctrl-C (issue 2), then a re-run: the
+index must equal a clean, uninterrupted ingest of the same files (same chunk ids, texts and
+metadata; no duplicates) and answer vector queries. Then the same while files are being updated
+and deleted."""
 
 from __future__ import annotations
 
@@ -97,24 +98,30 @@ def log_position(index: Path) -> tuple[int, int]:
     return int(applied), int(logged or 0)
 
 
-def ingest_killed_when(rag_command, corpus: Path, index: Path, condition, timeout=300) -> str:
-    """Start `rag ingest`, SIGKILL it as soon as ``condition(applied, logged)`` holds; returns
-    what the condition saw. Fails if the ingest ends before the condition is met."""
+def ingest_killed_when(
+    rag_command, corpus: Path, index: Path, condition, timeout=300, sig=signal.SIGKILL
+) -> str:
+    """Start `rag ingest`, send ``sig`` (SIGKILL) as soon as ``condition(applied, logged)``
+    holds; returns what the condition saw. Fails if the ingest ends before that point."""
     rag, env = rag_command
     process = subprocess.Popen(
         [rag, "ingest", str(corpus), "--index", str(index), "--json"],
         env={**env, **SETTINGS},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + timeout
     try:
         while process.poll() is None and time.monotonic() < deadline:
             applied, logged = log_position(index)
             if applied >= 0 and condition(applied, logged):
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait(timeout=30)
-                return f"killed at applied={applied} logged={logged}"
+                os.kill(process.pid, sig)
+                out, err = process.communicate(timeout=60)
+                if sig == signal.SIGINT:  # Ctrl-C: a clean message and status 130
+                    assert process.returncode == 130, (out, err[-3000:])
+                    assert "Traceback" not in err and "interrupted" in err, err[-3000:]
+                return f"{sig.name} at applied={applied} logged={logged}"
             time.sleep(0.02)
         out, err = process.communicate(timeout=30)
         pytest.fail(f"the ingest ended before the kill point: {out[-500:]} {err[-2000:]}")
@@ -164,6 +171,14 @@ def test_kill9_during_ingest_then_rerun_equals_clean_ingest(
         # 2. late: two thirds of the corpus written
         ingest_killed_when(
             rag_command, corpus, index, lambda applied, logged: applied >= total * 2 // 3
+        ),
+        # 3. Ctrl-C near the end
+        ingest_killed_when(
+            rag_command,
+            corpus,
+            index,
+            lambda applied, logged: applied >= total * 5 // 6,
+            sig=signal.SIGINT,
         ),
     ]
     partial = checked_dump(index)

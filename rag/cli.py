@@ -101,17 +101,24 @@ def ingest(
         _print_json(report.to_dict())
     else:
         for failure in report.failed:
-            click.echo(f"failed: {failure.path}: {failure.error}", err=True)
+            click.echo(f"failed: {_one_line(failure.path)}: {failure.error}", err=True)
         if report.skipped:
-            click.echo(f"skipped {len(report.skipped)} unsupported file(s):", err=True)
+            click.echo(f"skipped {len(report.skipped)} path(s):", err=True)
             for path, reason in report.skipped[:20]:
-                click.echo(f"  {path}: {reason}", err=True)
+                click.echo(f"  {_one_line(path)}: {reason}", err=True)
         click.echo(
             f"files: {report.added} added, {report.updated} updated, {report.unchanged} "
             f"unchanged, {report.deleted} deleted, {len(report.failed)} failed; "
             f"{report.chunks_written} chunks written in {report.seconds:.1f}s"
         )
     sys.exit(0 if report.ok else 1)
+
+
+def _one_line(path: str) -> str:
+    """A path as one printable line (a file name may hold newlines or other control chars)."""
+    if any(ord(char) < 32 or ord(char) == 127 for char in path):
+        return json.dumps(path, ensure_ascii=False)[1:-1]
+    return path
 
 
 class _IngestProgressBar:

@@ -159,3 +159,24 @@ def test_single_file_and_collection_flag(docs: Path, tmp_path: Path, run_rag, em
     assert stats["sources"] == ["ferry.md"] and stats["collection"] == "ferries"
     other = one_json(run_rag("stats", "--index", index, "--json").stdout)
     assert other["chunks"] == 0
+
+
+def test_odd_file_names(tmp_path: Path, run_rag, embedder) -> None:
+    docs = tmp_path / "odd names"
+    docs.mkdir()
+    good = ["a b ü #1 'q\".txt", "-rf.txt", "日本語.md", "semi;colon$HOME.txt"]
+    for name in good:
+        (docs / name).write_text(f"Text of the file called {name} about ferries.")
+    index = tmp_path / "index"
+    ingest_here([docs], index, embedder)
+    (docs / "bad\nname.txt").write_bytes(b"")
+    (docs / "tab\tname.md").write_bytes(b"   ")
+    result = run_rag("ingest", docs, "--index", index)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    failed = [line for line in result.stderr.splitlines() if line.startswith("failed: ")]
+    assert len(failed) == 2  # one line each, even for a name with a newline in it
+    assert any("bad\\nname.txt: empty file" in line for line in failed), result.stderr
+    assert any("tab\\tname.md: no text" in line for line in failed), result.stderr
+    assert "4 unchanged" in result.stdout
+    stats = one_json(run_rag("stats", "--index", index, "--json").stdout)
+    assert sorted(stats["sources"]) == sorted(good)

@@ -121,9 +121,10 @@ _REFUSAL = re.compile(
 
 
 def _stopwords() -> frozenset[str]:
-    from bm25s.stopwords import STOPWORDS_EN
+    from bm25s.stopwords import STOPWORDS_EN_PLUS
 
-    return frozenset(STOPWORDS_EN) | {"according", "also", "much", "many", "whose", "did", "does"}
+    extra = {"according", "also", "much", "many", "whose", "roughly", "approximately", "about"}
+    return frozenset(STOPWORDS_EN_PLUS) | extra
 
 
 _STOP = _stopwords()
@@ -351,12 +352,26 @@ class Verifier:
         return table
 
 
+_LEADING_MARKERS = re.compile(r"^(?:\s*\[\d+(?:\s*[,;]\s*\d+)*\])+")
+
+
+def _marker_numbers(text: str) -> list[int]:
+    return [int(n) for group in _MARKER.findall(text) for n in re.split(r"[,;]", group)]
+
+
 def split_answer(text: str) -> list[tuple[str, list[int]]]:
-    """Answer sentences with the [n] markers each carried (markers removed from the text)."""
+    """Answer sentences with the [n] markers each carried (markers removed from the text).
+
+    A marker right after a sentence's final period ("First. [1] Second. [2]") belongs to the
+    sentence before it."""
     pieces: list[tuple[str, list[int]]] = []
     for a, b in sentence_spans(text):
         sentence = text[a:b]
-        markers = [int(n) for group in _MARKER.findall(sentence) for n in re.split(r"[,;]", group)]
+        lead = _LEADING_MARKERS.match(sentence)
+        if lead and pieces:
+            pieces[-1][1].extend(_marker_numbers(lead.group(0)))
+            sentence = sentence[lead.end() :]
+        markers = _marker_numbers(sentence)
         clean = _MARKER.sub("", sentence).strip()
         if not _WORD.search(clean):
             if pieces and markers:  # a marker that trailed the sentence end: "… sentence. [2]"
@@ -593,11 +608,14 @@ class RAG:
     def _refusal_reason(self, question: str, retrieval: RetrievalResult) -> str | None:
         if not retrieval.chunks:
             return "the index is empty" if self.searcher.store.count() == 0 else None
-        if retrieval.best_dense < self.settings.min_relevance:
-            return "no passage is close enough to the question"
-        missing = missing_key_terms(question, retrieval.chunks)
+        names = key_terms(question)
+        missing = missing_key_terms(question, retrieval.chunks, names)
         if missing:
             return "they never mention " + ", ".join(missing)
+        # Passages naming everything the question names are worth reading even when their
+        # embedding is far from the question ("Who is Antony Blinken?" vs a long paragraph).
+        if retrieval.best_dense < self.settings.min_relevance and not names:
+            return "no passage is close enough to the question"
         return None
 
     def verify(self, state: _State, draft: str, generate_started: float) -> Answer:
@@ -669,7 +687,7 @@ class RAG:
         share of the question's content words (``focus``'s, for a condensed follow-up) it has."""
         if not texts:
             return []
-        question_terms = set(content_terms(focus or question)) or set(content_terms(question))
+        question_terms = self.term_weights(focus or question) or self.term_weights(question)
         query_vector = self.embedder.encode_query(question)
         vectors = self.embedder.encode(texts)
         asked = focus or question
@@ -679,6 +697,17 @@ class RAG:
             for text, vector in zip(texts, vectors, strict=True)
         ]
 
+    def term_weights(self, question: str) -> dict[str, float]:
+        """The question's content words weighted by rarity in the index (IDF): matching
+        "ammunition" says more than matching "China" in a corpus about China."""
+        terms = set(content_terms(question))
+        if not terms:
+            return {}
+        try:
+            return self.searcher.bm25().idf(terms)
+        except RagError:
+            return dict.fromkeys(terms, 1.0)
+
     def rank_sentences(
         self, question: str, chunks: list[RetrievedChunk], focus: str | None = None
     ) -> list[tuple[float, int, int, int]]:
@@ -686,7 +715,7 @@ class RAG:
         the chunk), best first."""
         if not chunks:
             return []
-        question_terms = set(content_terms(focus or question)) or set(content_terms(question))
+        question_terms = self.term_weights(focus or question) or self.term_weights(question)
         query_vector = self.embedder.encode_query(question)
         candidates: list[tuple[float, int, int, int]] = []
         for index, chunk in enumerate(chunks):
@@ -742,30 +771,94 @@ class RAG:
         )
 
 
-def missing_key_terms(question: str, chunks: list[RetrievedChunk]) -> list[str]:
-    """Names and numbers the question relies on that no retrieved chunk contains.
+# Capitals named for their country ("Beijing says…"): general world knowledge, not corpus-specific.
+METONYMS = {
+    "beijing": ("china", "chinese"),
+    "washington": ("united states", "u.s.", "us", "america"),
+    "moscow": ("russia", "russian"),
+    "kremlin": ("russia", "russian"),
+    "kyiv": ("ukraine", "ukrainian"),
+    "kiev": ("ukraine", "ukrainian"),
+    "london": ("united kingdom", "britain", "british", "uk"),
+    "paris": ("france", "french"),
+    "berlin": ("germany", "german"),
+    "tokyo": ("japan", "japanese"),
+    "brussels": ("european union", "eu"),
+    "seoul": ("south korea", "korean"),
+    "pyongyang": ("north korea", "korean"),
+    "tehran": ("iran", "iranian"),
+    "taipei": ("taiwan", "taiwanese"),
+    "new delhi": ("india", "indian"),
+    "delhi": ("india", "indian"),
+    "ottawa": ("canada", "canadian"),
+    "canberra": ("australia", "australian"),
+    "rome": ("italy", "italian"),
+    "madrid": ("spain", "spanish"),
+    "ankara": ("turkey", "turkish"),
+    "jerusalem": ("israel", "israeli"),
+    "white house": ("united states", "u.s.", "us", "president"),
+    "pentagon": ("united states", "u.s.", "us", "defense", "military"),
+}
+_NOT_NAMES = frozenset(("please", "tell", "i", "and", "but", "also", "so", "then"))
+_NAME_PHRASE = re.compile(
+    r"\b[A-Z][\w'’-]*(?:\s+(?:of|the|and|for|&|de|du|van|von)?\s*(?:[A-Z][\w'’-]*|\d+))*"
+)
 
-    A question about "Putin" answered from passages that never name Putin is unanswerable, however
-    close the passages are in topic. Names are capitalised words not starting a sentence (or
-    acronyms); numbers are years and figures.
-    """
+
+def acronyms(text: str) -> set[str]:
+    """Acronyms of the capitalised phrases in text: "Group of 7" → "g7", "United States" → "us"."""
+    found: set[str] = set()
+    for match in _NAME_PHRASE.finditer(text):
+        words = match.group(0).split()
+        letters = "".join(w[0] if w[0].isupper() else w if w.isdigit() else "" for w in words)
+        if len(letters) >= 2:
+            found.add(letters.lower())
+    return found
+
+
+def key_terms(question: str) -> list[str]:
+    """Names (capitalised words not starting a sentence, acronyms) and numbers in a question."""
     key: list[str] = []
     for start, end in sentence_spans(question):
         for position, word in enumerate(_WORD.findall(question, start, end)):
             is_name = word[:1].isupper() and (position > 0 or word.isupper()) and len(word) > 1
-            if (is_name and word.lower() not in _STOP) or (word[:1].isdigit() and len(word) >= 2):
+            is_name = is_name and word.lower() not in _STOP and word.lower() not in _NOT_NAMES
+            if is_name or (word[:1].isdigit() and len(word) >= 2):
                 key.append(word)
+    return key
+
+
+def missing_key_terms(
+    question: str, chunks: list[RetrievedChunk], names: list[str] | None = None
+) -> list[str]:
+    """Names and numbers the question relies on that no retrieved chunk contains.
+
+    A question about "Putin" answered from passages that never name Putin is unanswerable, however
+    close the passages are in topic. Names are capitalised words not starting a sentence (or
+    acronyms); numbers are years and figures. A name counts as present when the passages have it,
+    its stem, a phrase it abbreviates ("G7" for "Group of 7"), or the country a capital stands
+    for ("Beijing" for China).
+    """
+    key = key_terms(question) if names is None else names
     if not key:
         return []
-    haystack = " ".join(chunk.search_text for chunk in chunks).lower()
+    original = " ".join(chunk.search_text for chunk in chunks)
+    haystack = original.lower()
     haystack_terms = set(content_terms(haystack))
+    abbreviations = acronyms(original)
     missing = []
     for word in key:
         lowered = word.lower()
-        if lowered in haystack or _stem(lowered) in haystack_terms:
+        if lowered in haystack or _stem(lowered) in haystack_terms or lowered in abbreviations:
+            continue
+        if any(_contains_word(haystack, alias) for alias in METONYMS.get(lowered, ())):
             continue
         missing.append(word)
     return missing
+
+
+def _contains_word(text: str, phrase: str) -> bool:
+    return re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", text) is not None
 
 
 _YES_NO_QUESTION = re.compile(
@@ -783,9 +876,11 @@ def adds_information(sentence: str, question: str) -> bool:
     return bool(new_terms) or bool(numbers_in(sentence) - numbers_in(question))
 
 
-def _relevance(similarity: float, question_terms: set[str], terms: set[str]) -> float:
-    overlap = len(question_terms & terms) / len(question_terms) if question_terms else 0.0
-    return 0.6 * similarity + 0.4 * overlap
+def _relevance(similarity: float, question_terms: dict[str, float], terms: set[str]) -> float:
+    """Embedding similarity blended with the IDF-weighted share of question words present."""
+    total = sum(question_terms.values())
+    found = sum(weight for term, weight in question_terms.items() if term in terms)
+    return 0.6 * similarity + 0.4 * (found / total if total > 0 else 0.0)
 
 
 _WANTS_NUMBER = re.compile(
@@ -801,11 +896,42 @@ _HAS_QUANTITY = re.compile(
     re.IGNORECASE,
 )
 WRONG_TYPE_PENALTY = 0.5
+QUANTITY_FOCUS_SHARE = 0.6
+
+
+_QUANTITY_PHRASE = re.compile(
+    r"\b(how (many|much|often|long|old|far|large|big)|what (percentage|percent|share|proportion|"
+    r"fraction|number|amount))\b",
+    re.IGNORECASE,
+)
+_GENERIC_QUANTITY = frozenset(
+    _stem(word)
+    for word in (
+        *("share", "percentage", "percent", "proportion", "fraction", "number", "amount"),
+        *("total", "big", "large", "portion", "part", "quantity", "sum", "figure", "level"),
+        "rate",
+    )
+)
+
+
+def quantity_focus(question: str) -> set[str]:
+    """What a "how many X …" / "what share of X …" question is about: its specific content words
+    after the quantity phrase (stemmed; empty when it asks for no quantity)."""
+    match = _QUANTITY_PHRASE.search(question)
+    if match is None:
+        return set()
+    return {t for t in content_terms(question[match.end() :]) if t not in _GENERIC_QUANTITY}
 
 
 def answer_type_factor(question: str, sentence: str) -> float:
-    """1.0, or a penalty when the question asks for a quantity or date the sentence lacks."""
-    if _WANTS_NUMBER.search(question) and not _HAS_QUANTITY.search(sentence):
+    """1.0, or a penalty when the question asks for a quantity or date the sentence lacks, or
+    counts something ("how many drones") the sentence does not mention."""
+    if not _WANTS_NUMBER.search(question):
+        return 1.0
+    if not _HAS_QUANTITY.search(sentence):
+        return WRONG_TYPE_PENALTY
+    focus = quantity_focus(question)
+    if focus and len(focus & set(content_terms(sentence))) < QUANTITY_FOCUS_SHARE * len(focus):
         return WRONG_TYPE_PENALTY
     return 1.0
 

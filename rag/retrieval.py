@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -189,6 +190,20 @@ class BM25Index:
             return cls(records, retriever, tokenizer)
         except (OSError, ValueError, KeyError):
             return None
+
+    def idf(self, stems: Iterable[str]) -> dict[str, float]:
+        """Lucene IDF of stemmed terms over all chunks (unseen terms get the highest IDF)."""
+        n = len(self.records.ids)
+        if n == 0:
+            return {}
+        vocab = self.tokenizer.get_vocab_dict()
+        indptr = self.retriever.scores["indptr"]
+        weights: dict[str, float] = {}
+        for stem in stems:
+            sid = vocab.get(stem)
+            df = int(indptr[sid + 1] - indptr[sid]) if sid is not None else 0
+            weights[stem] = float(np.log(1.0 + (n - df + 0.5) / (df + 0.5)))
+        return weights
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every chunk for ``query`` (zeros when no query term is indexed)."""

@@ -98,10 +98,12 @@ class Settings(BaseSettings):
     # Retrieval
     k: int = Field(4, ge=1, le=50, description="Chunks given to the answer step.")
     fetch_k: int = Field(100, ge=1, le=2000, description="Candidates from each retriever.")
-    fusion: Literal["rrf", "convex"] = "convex"
+    fusion: Literal["weighted", "rrf"] = Field(
+        "weighted", description="weighted: dense_weight*cosine + bm25_weight*bm25/max(bm25)."
+    )
     rrf_k: int = Field(60, ge=1)
-    dense_weight: float = Field(0.5, ge=0.0)
-    bm25_weight: float = Field(0.5, ge=0.0)
+    dense_weight: float = Field(0.7, ge=0.0)
+    bm25_weight: float = Field(0.3, ge=0.0)
     min_relevance: float = Field(
         0.25,
         ge=-1.0,

@@ -146,15 +146,15 @@ def test_empty_index_returns_nothing(settings: Settings) -> None:
     assert result.best_dense == 0.0
 
 
-def test_fuse_rrf_and_convex() -> None:
+def test_fuse_rrf_and_weighted() -> None:
     dense = {"a": 0.9, "b": 0.5, "c": 0.1}
     bm25 = {"c": 12.0, "d": 3.0}
     rrf = fuse(dense, bm25, "rrf", 1.0, 1.0, rrf_k=60)
     assert rrf["c"] == pytest.approx(1 / 63 + 1 / 61)
     assert rrf["a"] == pytest.approx(1 / 61)
     assert max(rrf, key=rrf.__getitem__) == "c"
-    convex = fuse(dense, bm25, "convex", 0.5, 0.5)
-    assert convex["a"] == pytest.approx(0.5)  # best dense, absent from BM25
-    assert convex["c"] == pytest.approx(0.5)  # worst dense (0), best BM25
-    assert convex["d"] == pytest.approx(0.0)
-    assert convex["b"] == pytest.approx(0.5 * 0.5)
+    weighted = fuse(dense, bm25, "weighted", 0.7, 0.3)
+    assert weighted["a"] == pytest.approx(0.7 * 0.9)  # no BM25 match
+    assert weighted["c"] == pytest.approx(0.7 * 0.1 + 0.3)  # best BM25
+    assert weighted["d"] == pytest.approx(0.7 * 0.1 + 0.3 * 0.25)  # no cosine: the lowest known
+    assert set(weighted) == {"a", "b", "c", "d"}

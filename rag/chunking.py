@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from rag.loaders import LoadedDocument
 
-CHUNKER_VERSION = "2"
+CHUNKER_VERSION = "3"
 
 # A boundary after sentence-final punctuation (optionally closed by quotes/brackets) followed
 # by whitespace, or at any line break.
@@ -66,6 +66,32 @@ def _ends_with_abbreviation(text: str, end: int) -> bool:
     return word in ABBREVIATIONS or len(word) == 1
 
 
+_LINE_START_BLOCK = re.compile(r"\s*([-*•+>|#]|\d+[.)]\s|[A-Za-z][.)]\s)")
+WRAP_MIN_LINE = 40
+
+
+def _is_wrapped_line(text: str, newline: int, end: int) -> bool:
+    """Is the single line break at ``newline`` a hard wrap inside a sentence (PDF text, wrapped
+    plain text) rather than the end of a heading, list item or table row?"""
+    line_start = text.rfind("\n", 0, newline) + 1
+    line = text[line_start:newline].rstrip()
+    next_end = text.find("\n", newline + 1, end)
+    following = text[newline + 1 : next_end if next_end != -1 else end]
+    if not line or not following.strip() or line[-1] in ".!?…:;|":
+        return False
+    if _LINE_START_BLOCK.match(following) or " | " in line:
+        return False
+    if following.lstrip()[:1].islower():
+        return True
+    return len(line) >= WRAP_MIN_LINE and not _looks_like_heading(following)
+
+
+def _looks_like_heading(line: str) -> bool:
+    """A short line without final punctuation (a title, heading or label)."""
+    stripped = line.strip()
+    return len(stripped) < WRAP_MIN_LINE and stripped[-1:] not in ".!?…,;"
+
+
 def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
     """Sentence and line spans of ``text[start:end]``, whitespace-trimmed, offsets into text."""
     end = len(text) if end is None else end
@@ -75,6 +101,8 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
         boundary = match.start()
         is_newline = "\n" in match.group(0)
         if not is_newline and text[boundary - 1] == "." and _ends_with_abbreviation(text, boundary):
+            continue
+        if match.group(0) == "\n" and _is_wrapped_line(text, boundary, end):
             continue
         spans.append((cursor, boundary))
         cursor = match.end()

@@ -236,6 +236,9 @@ def _load_html(path: Path) -> LoadedDocument:
     )
     if title_tag:
         title_tag.decompose()
+    for row in soup.find_all("tr"):  # table cells: "a | b | c" on one line per row
+        for cell in row.find_all(["td", "th"], recursive=False)[1:]:
+            cell.insert_before(" | ")
     for tag in soup.find_all(_BLOCK_TAGS):
         tag.insert_before("\n")
         tag.insert_after("\n")

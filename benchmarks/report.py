@@ -1,0 +1,188 @@
+"""The Markdown report: printed after a run and kept in BENCHMARKS.md (full runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import BENCH_DIR
+
+NOTES = BENCH_DIR / "NOTES.md"
+
+
+def _num(value: Any, digits: int = 3, suffix: str = "") -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return "n/a"
+        return f"{value:.{digits}f}{suffix}"
+    return f"{value}{suffix}"
+
+
+def _status(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("**met**" if ok else "**missed**")
+
+
+def _check(value: Any, limit: float, below: bool = True) -> bool | None:
+    if not isinstance(value, (int, float)) or value != value:
+        return None
+    return value <= limit if below else value >= limit
+
+
+def targets_table(results: dict[str, Any]) -> list[str]:
+    scifact = results.get("scifact") or {}
+    ingest = results.get("ingest") or {}
+    latency = results.get("retrieval_latency") or {}
+    answer = results.get("answer_latency") or {}
+    hybrid = (scifact.get("ndcg@10") or {}).get("hybrid")
+    reingest_ok = None
+    if ingest.get("reingest_ratio") is not None:
+        reingest_ok = bool(_check(ingest.get("reingest_ratio"), 0.03)) and (
+            ingest.get("reingest_chunks_written") == 0
+        )
+    ingest_value = (
+        f"{_num(ingest.get('ratio'))} ({_num(ingest.get('ingest_s'), 1)} s vs "
+        f"{_num(ingest.get('encode_only_s'), 1)} s)"
+    )
+    reingest_value = (
+        f"{_num(ingest.get('reingest_ratio'), 4)} "
+        f"({_num(ingest.get('reingest_unchanged_s'), 2)} s, "
+        f"{ingest.get('reingest_chunks_written', '?')} chunks written)"
+    )
+    latency_value = (
+        f"{_num(latency.get('ratio'))} (p50 {_num(latency.get('p50_ms'), 1)} ms vs "
+        f"{_num(latency.get('query_embed_ms'), 1)} ms)"
+    )
+    subset = " (subset)" if scifact.get("subset") else ""
+    rows = [
+        (f"SciFact nDCG@10, default hybrid{subset}", _num(hybrid), "≥ 0.74 (never < 0.72)",
+         _check(hybrid, 0.74, below=False)),
+        (f"Ingest / bare encode ({ingest.get('chunks', '?')} chunks)", ingest_value, "≤ 1.15",
+         _check(ingest.get("ratio"), 1.15)),
+        ("Re-ingest unchanged / cold ingest", reingest_value, "≤ 0.03, 0 written", reingest_ok),
+        (f"Hybrid retrieve (excl. query embedding) / query embedding, "
+         f"{latency.get('chunks', '?')} chunks", latency_value, "≤ 1.0",
+         _check(latency.get("ratio"), 1.0)),
+        ("Answer: time to first token p95", _num(answer.get("ttft_p95_s"), 2, " s"), "≤ 1.5 s",
+         _check(answer.get("ttft_p95_s"), 1.5)),
+        ("Answer: full answer p95", _num(answer.get("total_p95_s"), 2, " s"), "≤ 5 s",
+         _check(answer.get("total_p95_s"), 5.0)),
+        ("Startup (process → UI ready)", _num(results.get("startup_s"), 1, " s"), "≤ 15 s",
+         _check(results.get("startup_s"), 15.0)),
+        ("Peak RSS of `rag serve` (after one answer)", _num(results.get("peak_rss_mb"), 0, " MB"),
+         "reported", None),
+    ]  # fmt: skip
+    lines = ["| Measure | Ours | Target | |", "|---|---|---|---|"]
+    lines += [
+        f"| {name} | {value} | {target} | {_status(ok)} |" for name, value, target, ok in rows
+    ]
+    return lines
+
+
+def scifact_table(results: dict[str, Any]) -> list[str]:
+    scifact = results.get("scifact") or {}
+    ndcg = scifact.get("ndcg@10") or {}
+    recall = scifact.get("recall@100") or {}
+    anchors = scifact.get("anchors_ndcg@10") or {}
+    label = "subset" if scifact.get("subset") else "test"
+    lines = [
+        f"| System (SciFact {label}, {scifact.get('queries', '?')} queries) "
+        "| nDCG@10 | Recall@100 |",
+        "|---|---|---|",
+        f"| **ours: default hybrid ({scifact.get('fusion', '?')} fusion)** | "
+        f"**{_num(ndcg.get('hybrid'))}** | {_num(recall.get('hybrid'))} |",
+        f"| ours: BM25 (bm25s) | {_num(ndcg.get('bm25'))} | {_num(recall.get('bm25'))} |",
+        f"| ours: dense (all-MiniLM-L6-v2) | {_num(ndcg.get('dense'))} "
+        f"| {_num(recall.get('dense'))} |",
+    ]
+    lines += [f"| published: {name} | {value:.3f} | |" for name, value in anchors.items()]
+    return lines
+
+
+def details(results: dict[str, Any]) -> list[str]:
+    ingest = results.get("ingest") or {}
+    latency = results.get("retrieval_latency") or {}
+    answer = results.get("answer_latency") or {}
+    startup = results.get("startup") or {}
+    out = []
+    if latency:
+        out.append(
+            f"- Retrieval at {latency.get('chunks')} chunks, {latency.get('queries')} SciFact "
+            f"queries, k={latency.get('k')}, fetch_k={latency.get('fetch_k')}: retrieve excl. "
+            f"embedding p50 {_num(latency.get('p50_ms'), 1)} ms / p95 "
+            f"{_num(latency.get('p95_ms'), 1)} ms; query embedding p50 "
+            f"{_num(latency.get('query_embed_ms'), 1)} ms / p95 "
+            f"{_num(latency.get('query_embed_p95_ms'), 1)} ms; full retrieve incl. embedding p50 "
+            f"{_num(latency.get('p50_total_ms'), 1)} ms / p95 "
+            f"{_num(latency.get('p95_total_ms'), 1)} ms."
+        )
+    if ingest:
+        out.append(
+            f"- Ingest of {ingest.get('files')} SciFact abstracts as files ({ingest.get('chunks')} "
+            f"chunks, batch {ingest.get('batch_size')}), {ingest.get('repeats')} interleaved "
+            f"repeats: rag ingest {ingest.get('runs', {}).get('ingest_s')} s, bare encode "
+            f"{ingest.get('runs', {}).get('encode_only_s')} s (paired-ratio median "
+            f"{_num(ingest.get('paired_ratio_median'))}; {ingest.get('encode_chunks_per_s')} "
+            "chunks/s)."
+        )
+    if answer:
+        out.append(
+            f"- Answers ({answer.get('llm')}): {answer.get('questions')} seed questions, "
+            f"{answer.get('llm_calls')} reached the LLM ({answer.get('refused_without_llm')} "
+            f"refused before it; percentiles over the LLM calls); TTFT p50 "
+            f"{_num(answer.get('ttft_p50_s'), 2)} s, total p50 "
+            f"{_num(answer.get('total_p50_s'), 2)} s; "
+            f"draft tokens p50 {answer.get('tokens_p50')} (max {answer.get('tokens_max')}, "
+            f"max_tokens {answer.get('max_tokens')}); prompt sources "
+            f"{answer.get('context_chars')} chars."
+        )
+    if startup:
+        runs = startup.get("runs") or []
+        out.append(
+            "- Startup runs (s): "
+            + ", ".join(str(r.get("startup_s")) for r in runs)
+            + f"; RSS when ready {runs[0].get('rss_ready_mb') if runs else '?'} MB; "
+            f"one API answer: {runs[0].get('asked') if runs else '?'}."
+        )
+    return out
+
+
+def markdown(results: dict[str, Any], notes: bool = True) -> str:
+    machine = results.get("machine") or {}
+    mode = "quick (subsets, see JSON)" if results.get("quick") else "full"
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Generated by `{results.get('command', 'make bench')}` on {results.get('date')} "
+        f"({mode}; commit {machine.get('commit') or '?'}). Raw numbers: "
+        "`benchmarks/results/latest.json`.",
+        "",
+        f"Machine: {machine.get('cpu')}, {machine.get('cores')} cores, "
+        f"{machine.get('ram_gb')} GB RAM, {machine.get('os')}, Python {machine.get('python')}; "
+        f"load average at start {machine.get('load_average')} "
+        "(a shared machine: absolute times are noisy, ratios are measured side by side).",
+        "",
+        "## Targets",
+        "",
+        *targets_table(results),
+        "",
+        "## Retrieval quality: SciFact (BEIR) test split",
+        "",
+        *scifact_table(results),
+        "",
+        "## Details",
+        "",
+        *details(results),
+    ]
+    errors = results.get("errors") or {}
+    if errors:
+        lines += ["", "## Sections that failed", ""]
+        lines += [f"- {name}: {message}" for name, message in errors.items()]
+    if notes and NOTES.exists():
+        lines += ["", NOTES.read_text(encoding="utf-8").strip()]
+    return "\n".join(lines) + "\n"
+
+
+def write(results: dict[str, Any], path: Path) -> None:
+    path.write_text(markdown(results), encoding="utf-8")

@@ -32,7 +32,7 @@ from rag.retrieval import HybridSearcher, RetrievalResult, RetrievedChunk
 # Thresholds of the verifier (see README "How answers are checked"); calibrated on the
 # evaluation sets in evals/, not on any one document.
 MIN_SUPPORT = 0.55
-MIN_EXTRACTIVE = 0.35
+MIN_EXTRACTIVE = 0.38
 EXTRACTIVE_KEEP_RATIO = 0.85
 MIN_RELATIVE_RELEVANCE = 0.7
 WEAK_MODEL_RELATIVE_RELEVANCE = 0.95
@@ -406,6 +406,7 @@ class _State:
     retrieval: RetrievalResult | None = None
     started: float = field(default_factory=time.perf_counter)
     retrieve_s: float = 0.0
+    ranked: list[tuple[float, int, int, int]] = field(default_factory=list)
 
 
 class RAG:
@@ -528,17 +529,21 @@ class RAG:
         assert retrieval is not None
         chunks = retrieval.chunks
         reason = self._refusal_reason(state.standalone, retrieval)
+        focus = state.question if state.standalone != state.question else None
+        ranked = self.rank_sentences(state.standalone, chunks, focus) if reason is None else []
+        if reason is None and (not ranked or ranked[0][0] < MIN_EXTRACTIVE * EARLY_REFUSAL_RATIO):
+            reason = "no passage comes close to answering it"
         if reason is not None:
             yield StreamEvent("final", answer=self._refused(state, reason))
             return
+        state.ranked = ranked
         model = self.model_for(state.spec)
         generate_started = time.perf_counter()
         draft = ""
         if model is not None:
             try:
-                focus = state.question if state.standalone != state.question else None
                 budget = self.context_budget(state.spec)
-                excerpts = self.excerpts(state.standalone, chunks, budget, focus)
+                excerpts = self.excerpts(chunks, ranked, budget)
                 for piece in model.stream(self.messages(state.standalone, chunks, excerpts)):
                     token = str(piece.content)
                     if token:
@@ -564,22 +569,25 @@ class RAG:
 
     def excerpts(
         self,
-        question: str,
         chunks: list[RetrievedChunk],
+        ranked: list[tuple[float, int, int, int]],
         budget: int | None,
-        focus: str | None = None,
     ) -> list[str]:
         """Per chunk, the text the model sees: whole chunks, or within ``budget`` characters the
-        chunks' most relevant sentences (in document order). Short prompts make a small model
-        both faster (time to first token) and less distracted."""
+        chunks' most relevant sentences (``ranked``, from rank_sentences) in document order.
+        Short prompts make a small model both faster (time to first token) and less
+        distracted."""
         if budget is None:
             return [chunk.text for chunk in chunks]
         chosen: dict[int, list[tuple[int, int]]] = {}
         used = 0
-        for _, index, a, b in self.rank_sentences(question, chunks, focus):
+        for _, index, a, b in ranked:
             if used + (b - a) > budget and used > 0:
                 continue
-            chosen.setdefault(index, []).append((a, b))
+            taken = chosen.setdefault(index, [])
+            if any(a < end and start < b for start, end in taken):
+                continue  # a lead-in span and its list items overlap
+            taken.append((a, b))
             used += b - a + 1
             if used >= budget:
                 break
@@ -623,7 +631,7 @@ class RAG:
         chunks = state.retrieval.chunks if state.retrieval else []
         generate_s = time.perf_counter() - generate_started
         focus = state.question if state.standalone != state.question else None
-        ranked = self.rank_sentences(state.standalone, chunks, focus)
+        ranked = state.ranked or self.rank_sentences(state.standalone, chunks, focus)
         best_quote = ranked[0][0] if ranked else 0.0
         pieces = split_answer(draft) if draft.strip() else []
         said_unknown = bool(_REFUSAL.search(draft)) and len(pieces) <= 2
@@ -712,19 +720,27 @@ class RAG:
         self, question: str, chunks: list[RetrievedChunk], focus: str | None = None
     ) -> list[tuple[float, int, int, int]]:
         """Every sentence of the retrieved chunks as (relevance, chunk index, start, end within
-        the chunk), best first."""
+        the chunk), best first. A lead-in ending in ':' carries the list that follows it;
+        headings rank lower."""
         if not chunks:
             return []
-        question_terms = self.term_weights(focus or question) or self.term_weights(question)
+        asked = focus or question
+        question_terms = self.term_weights(asked) or self.term_weights(question)
         query_vector = self.embedder.encode_query(question)
         candidates: list[tuple[float, int, int, int]] = []
         for index, chunk in enumerate(chunks):
             info = self.verifier.chunk_sentences(chunk)
-            similarities = info.vectors[: len(info.spans)] @ query_vector
+            count = len(info.spans)
+            similarities = info.vectors[:count] @ query_vector
             for s, (a, b) in enumerate(info.spans):
-                score = _relevance(float(similarities[s]), question_terms, info.terms[s])
-                score *= answer_type_factor(focus or question, chunk.text[a:b])
-                candidates.append((score, index, a, b))
+                last = _list_end(chunk.text, info.spans, s)
+                terms = set().union(*info.terms[s : last + 1])
+                similarity = float(similarities[s : last + 1].max())
+                score = _relevance(similarity, question_terms, terms)
+                score *= answer_type_factor(asked, chunk.text[a : info.spans[last][1]])
+                if _is_heading(chunk.text[a:b]) and last == s:
+                    score *= HEADING_PENALTY
+                candidates.append((score, index, a, info.spans[last][1]))
         candidates.sort(key=lambda item: item[0], reverse=True)
         return candidates
 
@@ -800,6 +816,7 @@ METONYMS = {
     "pentagon": ("united states", "u.s.", "us", "defense", "military"),
 }
 _NOT_NAMES = frozenset(("please", "tell", "i", "and", "but", "also", "so", "then"))
+_CONTRACTION = re.compile(r"^i['’]|['’](ve|m|ll|re|d|s|t)$", re.IGNORECASE)
 _NAME_PHRASE = re.compile(
     r"\b[A-Z][\w'’-]*(?:\s+(?:of|the|and|for|&|de|du|van|von)?\s*(?:[A-Z][\w'’-]*|\d+))*"
 )
@@ -823,6 +840,7 @@ def key_terms(question: str) -> list[str]:
         for position, word in enumerate(_WORD.findall(question, start, end)):
             is_name = word[:1].isupper() and (position > 0 or word.isupper()) and len(word) > 1
             is_name = is_name and word.lower() not in _STOP and word.lower() not in _NOT_NAMES
+            is_name = is_name and not _CONTRACTION.search(word)
             if is_name or (word[:1].isdigit() and len(word) >= 2):
                 key.append(word)
     return key
@@ -896,42 +914,45 @@ _HAS_QUANTITY = re.compile(
     re.IGNORECASE,
 )
 WRONG_TYPE_PENALTY = 0.5
-QUANTITY_FOCUS_SHARE = 0.6
+HEADING_PENALTY = 0.5
+# Refuse before calling the LLM when even the best sentence is this far below MIN_EXTRACTIVE.
+EARLY_REFUSAL_RATIO = 0.8
+LIST_ITEM = re.compile(r"^\s*([-*•+]|\d+[.)]|[a-z][.)]|\|)\s*")
+MAX_LIST_CHARS = 600
 
 
-_QUANTITY_PHRASE = re.compile(
-    r"\b(how (many|much|often|long|old|far|large|big)|what (percentage|percent|share|proportion|"
-    r"fraction|number|amount))\b",
-    re.IGNORECASE,
-)
-_GENERIC_QUANTITY = frozenset(
-    _stem(word)
-    for word in (
-        *("share", "percentage", "percent", "proportion", "fraction", "number", "amount"),
-        *("total", "big", "large", "portion", "part", "quantity", "sum", "figure", "level"),
-        "rate",
+def _list_end(text: str, spans: list[tuple[int, int]], index: int) -> int:
+    """Index of the last span of the list a lead-in ("…these rates:") introduces, else index."""
+    a, b = spans[index]
+    if not text[a:b].rstrip().endswith(":"):
+        return index
+    last = index
+    while (
+        last + 1 < len(spans)
+        and LIST_ITEM.match(text[spans[last + 1][0] : spans[last + 1][1]])
+        and spans[last + 1][1] - a <= MAX_LIST_CHARS
+    ):
+        last += 1
+    return last
+
+
+def _is_heading(sentence: str) -> bool:
+    """A title, heading or label rather than a statement."""
+    stripped = sentence.strip().lstrip("#").strip()
+    if "|" in stripped or LIST_ITEM.match(stripped):
+        return False
+    return (
+        len(stripped.split()) <= 6
+        and stripped[-1:] not in ".!?…"
+        and not any(char.isdigit() for char in stripped)
     )
-)
-
-
-def quantity_focus(question: str) -> set[str]:
-    """What a "how many X …" / "what share of X …" question is about: its specific content words
-    after the quantity phrase (stemmed; empty when it asks for no quantity)."""
-    match = _QUANTITY_PHRASE.search(question)
-    if match is None:
-        return set()
-    return {t for t in content_terms(question[match.end() :]) if t not in _GENERIC_QUANTITY}
 
 
 def answer_type_factor(question: str, sentence: str) -> float:
-    """1.0, or a penalty when the question asks for a quantity or date the sentence lacks, or
-    counts something ("how many drones") the sentence does not mention."""
+    """1.0, or a penalty when the question asks for a quantity or date the sentence lacks."""
     if not _WANTS_NUMBER.search(question):
         return 1.0
     if not _HAS_QUANTITY.search(sentence):
-        return WRONG_TYPE_PENALTY
-    focus = quantity_focus(question)
-    if focus and len(focus & set(content_terms(sentence))) < QUANTITY_FOCUS_SHARE * len(focus):
         return WRONG_TYPE_PENALTY
     return 1.0
 
@@ -995,8 +1016,10 @@ def _compose(
                     title=chunk.title,
                 )
             )
-        sentence = text.rstrip()
-        if sentence and sentence[-1] not in ".!?…\"'”’":
+        # Line breaks of the source (wrapped PDF lines, list items) read as spaces in an answer;
+        # the citation keeps the exact quote.
+        sentence = " ".join(text.split())
+        if sentence and sentence[-1] not in ".!?…\"'”’;:":
             sentence += "."
         parts.append(f"{sentence} [{numbers[key]}]")
     return " ".join(parts), citations

@@ -105,7 +105,7 @@ class Settings(BaseSettings):
     dense_weight: float = Field(0.7, ge=0.0)
     bm25_weight: float = Field(0.3, ge=0.0)
     min_relevance: float = Field(
-        0.25,
+        0.15,
         ge=-1.0,
         le=1.0,
         description="Refuse without calling the LLM when the best chunk's cosine similarity to "

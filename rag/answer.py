@@ -111,6 +111,7 @@ _WORD = re.compile(r"[^\W_]+(?:[.,'’][^\W_]+)*", re.UNICODE)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _MARKER = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
 _REFUSAL = re.compile(
     r"\b(i (do not|don't|dont) know|not (mentioned|provided|stated|specified|included) in|"
     r"(documents?|sources?|context|text) (do(es)? not|don't|doesn't) (say|mention|contain|"
@@ -156,6 +157,7 @@ def clean_question(question: str, max_chars: int) -> str:
     if question is None:
         raise QuestionError("the question is empty")
     text = unicodedata.normalize("NFC", str(question))
+    text = _ANSI_ESCAPE.sub(" ", text)
     text = _CONTROL.sub(" ", text)
     text = re.sub(r"\s+", " ", text).strip()
     if not text:

@@ -198,7 +198,8 @@ def test_very_long_question_is_truncated_not_crashing(bot: RAG) -> None:
 
 
 def test_control_characters_are_removed() -> None:
-    assert clean_question("What\x00 is\x1b[31m this?\r\n", 100) == "What is [31m this?"
+    assert clean_question("What\x00 is\x1b[31m this?\r\n", 100) == "What is this?"
+    assert clean_question("\x1b]0;title\x07Why?", 100) == "Why?"
 
 
 def test_answer_json_contract(bot: RAG) -> None:

@@ -102,8 +102,8 @@ class Settings(BaseSettings):
         "weighted", description="weighted: dense_weight*cosine + bm25_weight*bm25/max(bm25)."
     )
     rrf_k: int = Field(60, ge=1)
-    dense_weight: float = Field(0.7, ge=0.0)
-    bm25_weight: float = Field(0.3, ge=0.0)
+    dense_weight: float = Field(0.5, ge=0.0)
+    bm25_weight: float = Field(0.5, ge=0.0)
     min_relevance: float = Field(
         0.15,
         ge=-1.0,

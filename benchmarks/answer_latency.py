@@ -69,6 +69,9 @@ def run(
                 answer = event.answer
         ended = time.perf_counter()
         assert answer is not None
+        # Tokens in the local model's context after the answer (prompt + generated): the
+        # prompt's size is what the time to first token pays for.
+        in_context = getattr(getattr(model, "_llama", None), "n_tokens", None)
         rows.append(
             {
                 "id": item_id,
@@ -79,6 +82,7 @@ def run(
                 "total_s": round(ended - started, 3),
                 "retrieve_s": answer.timings.retrieve_s,
                 "tokens": tokens,
+                "prompt_tokens": in_context - tokens if in_context and first else None,
             }
         )
     generated = [row for row in rows if row["llm_called"]]
@@ -101,6 +105,12 @@ def run(
         "total_all_p95_s": round(percentile([row["total_s"] for row in rows], 95), 3),
         "tokens_p50": round(percentile([row["tokens"] for row in generated], 50), 1),
         "tokens_max": max((row["tokens"] for row in generated), default=0),
+        "prompt_tokens_p50": percentile(
+            [row["prompt_tokens"] for row in generated if row["prompt_tokens"]], 50
+        ),
+        "prompt_tokens_max": max(
+            (row["prompt_tokens"] for row in generated if row["prompt_tokens"]), default=None
+        ),
         "stream_events_per_s_p50": round(percentile(decode, 50), 1),
         "load_s": round(load_timer.seconds, 2),
         "first_answer_s": round(warm_timer.seconds, 2),

@@ -134,8 +134,10 @@ def details(results: dict[str, Any]) -> list[str]:
             f"{_num(answer.get('ttft_p50_s'), 2)} s, total p50 "
             f"{_num(answer.get('total_p50_s'), 2)} s; "
             f"draft tokens p50 {answer.get('tokens_p50')} (max {answer.get('tokens_max')}, "
-            f"max_tokens {answer.get('max_tokens')}); prompt sources "
-            f"{answer.get('context_chars')} chars."
+            f"max_tokens {answer.get('max_tokens')}); prompt tokens p50 "
+            f"{_num(answer.get('prompt_tokens_p50'), 0)} (max {answer.get('prompt_tokens_max')}; "
+            f"sources cut to {answer.get('context_chars')} chars); model load "
+            f"{_num(answer.get('load_s'), 1)} s."
         )
     if startup:
         runs = startup.get("runs") or []

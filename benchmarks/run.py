@@ -138,10 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     latest = RESULTS_DIR / "latest.json"
-    previous: dict[str, Any] = {}
     partial = len(wanted) < len(SECTIONS)
-    if partial and latest.exists():
-        previous = json.loads(latest.read_text())
     machine = machine_info()
     started = time.perf_counter()
     sections: dict[str, dict[str, Any]] = {}
@@ -150,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
             log(f"=== {name}{' (quick)' if args.quick else ''}")
             sections[name] = spawn_section(name, args.quick)
             log(f"=== {name} done in {sections[name].get('wall_s')} s")
+    previous: dict[str, Any] = {}
+    if partial and latest.exists():  # read now: another partial run may have finished meanwhile
+        previous = json.loads(latest.read_text())
     results = assemble(sections, previous)
     results.update(
         machine=machine,

@@ -464,7 +464,17 @@ class HybridRetriever(BaseRetriever):
     sources: list[str] | None = None
 
     def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+        self,
+        query: str,
+        *,
+        run_manager: CallbackManagerForRetrieverRun,
+        k: int | None = None,
+        sources: list[str] | None = None,
     ) -> list[Document]:
-        result = self.searcher.search(query, k=self.k, sources=self.sources)
+        """Hybrid search; ``k`` and ``sources`` given to ``invoke`` override the fields."""
+        result = self.searcher.search(
+            query,
+            k=k if k is not None else self.k,
+            sources=sources if sources is not None else self.sources,
+        )
         return [chunk.to_document() for chunk in result.chunks]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -111,8 +113,16 @@ def test_with_overrides_revalidates() -> None:
 
 
 def test_import_makes_process_offline() -> None:
+    """A fresh process that imports rag has every offline switch set (checked in a child:
+    in this process, Gradio's launch() rewrites HF_HUB_DISABLE_TELEMETRY to "True")."""
+    env = {k: v for k, v in os.environ.items() if k not in OFFLINE_ENVIRONMENT}
+    script = "import json, os, rag.config; print(json.dumps(dict(os.environ)))"
+    child = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    seen = json.loads(child.stdout)
     for key, value in OFFLINE_ENVIRONMENT.items():
-        assert os.environ.get(key) == value, key
+        assert seen.get(key) == value, key
 
 
 # The same precedence through the real CLI (`rag stats` loads no model: cheap) ----------------

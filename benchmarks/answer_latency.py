@@ -42,6 +42,7 @@ def run(
     limit: int | None = None,
 ) -> dict[str, Any]:
     from rag.answer import RAG
+    from rag.llm import max_tokens_for
 
     index_dir = seed_index(index_dir)
     bot = RAG(settings(index_dir=index_dir, llm=llm))
@@ -114,7 +115,7 @@ def run(
         "stream_events_per_s_p50": round(percentile(decode, 50), 1),
         "load_s": round(load_timer.seconds, 2),
         "first_answer_s": round(warm_timer.seconds, 2),
-        "max_tokens": bot.settings.llm_max_tokens,
+        "max_tokens": max_tokens_for(bot.default_spec, bot.settings),
         "context_chars": bot.context_budget(bot.default_spec),
         "per_question": rows,
         "subset": quick,

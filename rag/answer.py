@@ -37,7 +37,8 @@ EXTRACTIVE_KEEP_RATIO = 0.85
 MIN_RELATIVE_RELEVANCE = 0.7
 WEAK_MODEL_RELATIVE_RELEVANCE = 0.95
 WEAK_MODEL_MIN_SUPPORT = 0.75
-LOCAL_CONTEXT_CHARS = 1200
+WEAK_MODEL_MAX_NEW_WORDS = 0
+LOCAL_CONTEXT_CHARS = 800
 REFUSAL_PREFIX = "The documents don't say"
 MAX_EXTRACTIVE_SENTENCES = 2
 
@@ -661,6 +662,10 @@ class RAG:
                 if (
                     support is not None
                     and support.score >= min_support
+                    and (
+                        not weak
+                        or len(new_words(text, support, chunks)) <= WEAK_MODEL_MAX_NEW_WORDS
+                    )
                     and on_topic >= max(MIN_EXTRACTIVE, relative * best_quote)
                     and adds_information(text, focus or state.standalone)
                 ):
@@ -754,13 +759,18 @@ class RAG:
         if best < MIN_EXTRACTIVE:
             return []
         chosen: list[tuple[float, int, int, int]] = []
-        seen: set[tuple[str, int, int]] = set()
+        seen: list[tuple[str, int, int]] = []
         for score, index, a, b in ranked:
             if score < best * EXTRACTIVE_KEEP_RATIO or len(chosen) >= MAX_EXTRACTIVE_SENTENCES:
                 break
-            where = (chunks[index].source, chunks[index].start + a, chunks[index].start + b)
-            if where not in seen:  # overlapping chunks hold the same sentence twice
-                seen.add(where)
+            source, start, end = (
+                chunks[index].source,
+                chunks[index].start + a,
+                chunks[index].start + b,
+            )
+            # Overlapping chunks hold the same sentence twice; a list item is inside its lead-in.
+            if not any(s == source and start < e and b_ < end for s, b_, e in seen):
+                seen.append((source, start, end))
                 chosen.append((score, index, a, b))
         chosen.sort(key=lambda item: (item[1], item[2]))
         return [
@@ -972,6 +982,15 @@ def _drop_lead_in(sentence: str) -> str:
     return sentence
 
 
+def new_words(sentence: str, support: Support, chunks: list[RetrievedChunk]) -> set[str]:
+    """Content words of an answer sentence that its supporting span does not contain. A tiny
+    model welds the question's words onto an unrelated fact ("… engines to Russia's space
+    programme"); lexical overlap and embeddings both score such a sentence high."""
+    chunk = chunks[support.chunk_index]
+    span = chunk.text[support.start - chunk.start : support.end - chunk.start]
+    return set(content_terms(sentence)) - set(content_terms(span))
+
+
 def _choose_support(
     row: list[tuple[float, int, int]], markers: list[int], chunks: list[RetrievedChunk]
 ) -> Support | None:
@@ -1023,7 +1042,9 @@ def _compose(
         sentence = " ".join(text.split())
         if sentence and sentence[-1] not in ".!?…\"'”’;:":
             sentence += "."
-        parts.append(f"{sentence} [{numbers[key]}]")
+        # A quote of several sentences (a lead-in and its list) cites after each of them.
+        spans = sentence_spans(sentence) or [(0, len(sentence))]
+        parts.append(" ".join(f"{sentence[a:b]} [{numbers[key]}]" for a, b in spans))
     return " ".join(parts), citations
 
 

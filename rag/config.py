@@ -116,14 +116,20 @@ class Settings(BaseSettings):
     llm: str = Field(
         "local", description="local | extractive | gguf:/path.gguf | ollama:MODEL | openai:MODEL"
     )
-    llm_max_tokens: int = Field(256, ge=16, le=8192)
+    llm_max_tokens: int | None = Field(
+        None,
+        ge=16,
+        le=8192,
+        description="Longest draft in tokens; unset = 128 for the local model (its answers are "
+        "one to three short sentences; longer drafts are rambling), 256 for others.",
+    )
     llm_context_tokens: int = Field(4096, ge=512, le=131_072)
     llm_threads: int | None = Field(None, ge=1, description="CPU threads for local GGUF models.")
     llm_context_chars: int | None = Field(
         None,
         ge=0,
         description="Source characters in the prompt: the most relevant sentences of the "
-        "retrieved chunks up to this size; 0 = whole chunks; unset = 1200 for the local model, "
+        "retrieved chunks up to this size; 0 = whole chunks; unset = 800 for the local model, "
         "whole chunks for others.",
     )
     max_question_chars: int = Field(2000, ge=16)

@@ -197,6 +197,17 @@ def endpoint(spec: LLMSpec) -> str:
 _MODELS_LOCK = threading.Lock()
 
 
+LOCAL_MAX_TOKENS = 128
+DEFAULT_MAX_TOKENS = 256
+
+
+def max_tokens_for(spec: LLMSpec, settings: Settings) -> int:
+    """The draft length limit: the setting, else 128 for the local model, 256 for others."""
+    if settings.llm_max_tokens is not None:
+        return settings.llm_max_tokens
+    return LOCAL_MAX_TOKENS if spec.kind == "local" else DEFAULT_MAX_TOKENS
+
+
 def load_chat_model(spec: LLMSpec | str, settings: Settings) -> BaseChatModel | None:
     """The chat model for a spec (None for ``extractive``); local models load once per process."""
     spec = parse_spec(spec) if isinstance(spec, str) else spec
@@ -205,7 +216,7 @@ def load_chat_model(spec: LLMSpec | str, settings: Settings) -> BaseChatModel | 
     key = (
         spec.kind,
         spec.target,
-        settings.llm_max_tokens,
+        max_tokens_for(spec, settings),
         settings.llm_context_tokens,
         endpoint(spec),
     )
@@ -218,12 +229,13 @@ def load_chat_model(spec: LLMSpec | str, settings: Settings) -> BaseChatModel | 
 
 
 def _build(spec: LLMSpec, settings: Settings) -> BaseChatModel:
+    max_tokens = max_tokens_for(spec, settings)
     if spec.kind in ("local", "gguf"):
         return ChatLlamaCpp(
             model_path=spec.target,
             n_ctx=settings.llm_context_tokens,
             n_threads=settings.llm_threads,
-            max_tokens=settings.llm_max_tokens,
+            max_tokens=max_tokens,
         )
     if spec.kind == "ollama":
         from langchain_ollama import ChatOllama
@@ -232,7 +244,7 @@ def _build(spec: LLMSpec, settings: Settings) -> BaseChatModel:
             model=spec.target,
             base_url=endpoint(spec),
             temperature=0.0,
-            num_predict=settings.llm_max_tokens,
+            num_predict=max_tokens,
         )
     if spec.kind == "openai":
         from langchain_openai import ChatOpenAI
@@ -242,7 +254,7 @@ def _build(spec: LLMSpec, settings: Settings) -> BaseChatModel:
             base_url=os.environ.get("OPENAI_BASE_URL") or None,
             api_key=os.environ.get("OPENAI_API_KEY") or "not-needed",  # type: ignore[arg-type]
             temperature=0.0,
-            max_tokens=settings.llm_max_tokens,  # type: ignore[call-arg]
+            max_tokens=max_tokens,  # type: ignore[call-arg]
             timeout=120,
             max_retries=1,
         )

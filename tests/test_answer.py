@@ -15,13 +15,18 @@ from rag.answer import (
     RAG,
     Answer,
     QuestionError,
+    Support,
     clean_question,
     condense_heuristic,
     is_follow_up,
     missing_key_terms,
+    new_words,
     split_answer,
 )
 from rag.config import Settings
+from rag.evaluation import count_sentences
+from rag.ingest import ingest
+from rag.retrieval import RetrievedChunk
 from tests.conftest import SEED_FILE
 
 SEED_TEXT = SEED_FILE.read_text(encoding="utf-8")
@@ -121,6 +126,44 @@ def test_each_sentence_is_attributed_to_its_own_support(seed_index: Settings) ->
     assert "90%" in quotes[0] and "70%" in quotes[1]
     assert answer.answer.index("[1]") < answer.answer.index("[2]")
     assert_citations_exact(answer)
+
+
+def test_new_words_catch_question_words_welded_onto_a_fact() -> None:
+    """The tiny local model's typical slip: the question's words attached to another fact."""
+    text = (
+        "China has been identified as a key supplier of military optics, UAV engines and "
+        "turbojet engines for cruise missiles to Russia. Satellites matter too."
+    )
+    chunk = RetrievedChunk("c1", text, {"source": "a.txt", "start": 100}, 1.0)
+    end = text.index(" Satellites")
+    support = Support(0, chunk.start, chunk.start + end, 0.9)
+    welded = "China is a key supplier of UAV engines to Russia's space programme."
+    assert new_words(welded, support, [chunk]) == {"space", "programm"}
+    faithful = "China is a key supplier of military optics and UAV engines to Russia."
+    assert new_words(faithful, support, [chunk]) == set()
+
+
+def test_quoted_list_cites_every_sentence_once(tmp_path, settings: Settings) -> None:
+    """A lead-in quoted with its list carries a marker after each sentence, and a list item
+    from an overlapping chunk is not quoted a second time."""
+    items = "\n".join(
+        f"- Rule {n}: every crew member must log {word} hours before the shift ends."
+        for n, word in enumerate(["rest", "watch", "training", "galley", "deck"], start=1)
+    )
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "rules.md").write_text(
+        "# Crew rules\n\nThe ferry line keeps strict logs.\n\nRules for sea staff:\n"
+        f"{items}\n\nOther matters are handled by the office.\n",
+        encoding="utf-8",
+    )
+    small = settings.with_overrides(chunk_size=300, chunk_overlap=120)
+    assert ingest([tmp_path / "docs"], small).ok
+    answer = RAG(small).ask("What are the rules for sea staff about logging hours?")
+    assert not answer.refused
+    sentences, uncited = count_sentences(answer)
+    assert sentences >= 2 and uncited == 0
+    for word in ["rest", "watch", "training", "galley", "deck"]:
+        assert answer.answer.count(f"log {word} hours") <= 1, answer.answer
 
 
 def test_model_that_says_it_does_not_know_is_believed(seed_index: Settings) -> None:

@@ -99,7 +99,9 @@ class Settings(BaseSettings):
     k: int = Field(4, ge=1, le=50, description="Chunks given to the answer step.")
     fetch_k: int = Field(100, ge=1, le=2000, description="Candidates from each retriever.")
     fusion: Literal["weighted", "rrf"] = Field(
-        "weighted", description="weighted: dense_weight*cosine + bm25_weight*bm25/max(bm25)."
+        "weighted",
+        description="weighted: dense_weight*cosine + bm25_weight*bm25/bound, where bound is the "
+        "highest BM25 score the query could reach; rrf: reciprocal rank fusion (rrf_k).",
     )
     rrf_k: int = Field(60, ge=1)
     dense_weight: float = Field(0.5, ge=0.0)

@@ -1,33 +1,22 @@
-"""LangChain's standard retriever tests (``langchain-tests``) on the hybrid retriever over a
-real index of the seed corpus."""
+"""The hybrid retriever passes LangChain's standard retriever tests (in a child pytest; see
+tests/standard/retriever_standard.py for why)."""
 
 from __future__ import annotations
 
-from typing import Any
+import subprocess
+import sys
+from pathlib import Path
 
-import pytest
-from langchain_tests.integration_tests import RetrieversIntegrationTests
-
-from rag.config import Settings
-from rag.retrieval import HybridRetriever, HybridSearcher
+STANDARD = Path(__file__).parent / "standard" / "retriever_standard.py"
 
 
-class TestHybridRetrieverStandard(RetrieversIntegrationTests):
-    searcher: HybridSearcher | None = None
-
-    @pytest.fixture(autouse=True)
-    def _searcher(self, request: pytest.FixtureRequest, seed_index: Settings) -> None:
-        if request.cls.searcher is None:
-            request.cls.searcher = HybridSearcher(seed_index)
-
-    @property
-    def retriever_constructor(self) -> type[HybridRetriever]:
-        return HybridRetriever
-
-    @property
-    def retriever_constructor_params(self) -> dict[str, Any]:
-        return {"searcher": self.searcher}
-
-    @property
-    def retriever_query_example(self) -> str:
-        return "Which country supplies Russia with microelectronics?"
+def test_langchain_standard_retriever_tests() -> None:
+    child = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(STANDARD)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert child.returncode == 0, child.stdout[-4000:] + child.stderr[-2000:]
+    assert " passed" in child.stdout and "failed" not in child.stdout, child.stdout[-2000:]

@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import free_port, rag_env
+
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
 SEED_FILE = SEEDS / "china_russia_military_supply.txt"
@@ -47,29 +49,11 @@ def load_factor() -> float:
     return max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def serve_env(**extra: str | None) -> dict[str, str]:
     """Environment for a `rag serve` process: no RAG_* of the developer, no rag.toml, offline."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("RAG_")}
-    env.update(
-        RAG_CONFIG="/nonexistent/rag.toml",
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        ANONYMIZED_TELEMETRY="False",
-        GRADIO_ANALYTICS_ENABLED="False",
-        PYTHONUNBUFFERED="1",
+    return rag_env(
+        **{"RAG_CONFIG": "/nonexistent/rag.toml", "GRADIO_ANALYTICS_ENABLED": "False", **extra}
     )
-    for key, value in extra.items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = value
-    return env
 
 
 def copy_index(source: Path, target: Path) -> Path:

@@ -22,6 +22,7 @@ from benchmarks.common import (
     CACHE_DIR,
     RESULTS_DIR,
     ROOT,
+    SCIFACT_DIR,
     isolate_environment,
     json_safe,
     log,
@@ -128,6 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(wanted) - set(SECTIONS))
     if unknown:
         parser.error(f"unknown section(s) {', '.join(unknown)}; sections: {', '.join(SECTIONS)}")
+    needs_scifact = {"scifact", "ingest", "retrieval_latency"} & set(wanted)
+    if needs_scifact and not args.section and not (SCIFACT_DIR / "corpus.jsonl").is_file():
+        parser.exit(
+            2,
+            f"error: the SciFact dataset (BEIR format) is not at {SCIFACT_DIR}; set "
+            "RAG_BENCH_SCIFACT=/path/to/scifact, or run --only answer_latency,startup\n",
+        )
     isolate_environment()
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     if args.section:  # child process

@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 
 from rag.answer import RAG
-from rag.config import Settings
+from rag.config import Settings, load_settings
 from rag.llm import (
     LLMConfigError,
     LLMUnavailableError,
     load_chat_model,
+    max_tokens_for,
     parse_spec,
     smollm2_path,
 )
@@ -221,3 +222,11 @@ def test_gguf_spec_uses_the_given_file(tmp_path: Path, settings: Settings) -> No
 
 def test_extractive_has_no_model(settings: Settings) -> None:
     assert load_chat_model("extractive", settings) is None
+
+
+def test_draft_length_defaults_per_backend() -> None:
+    """The tiny local model gets short drafts (time to answer); others 256; the setting wins."""
+    settings = load_settings()
+    assert max_tokens_for(parse_spec("local"), settings) == 128
+    assert max_tokens_for(parse_spec("ollama:llama3.2"), settings) == 256
+    assert max_tokens_for(parse_spec("local"), settings.with_overrides(llm_max_tokens=64)) == 64

@@ -131,7 +131,7 @@ class Settings(BaseSettings):
         None,
         ge=0,
         description="Source characters in the prompt: the most relevant sentences of the "
-        "retrieved chunks up to this size; 0 = whole chunks; unset = 800 for the local model, "
+        "retrieved chunks up to this size; 0 = whole chunks; unset = 600 for the local model, "
         "whole chunks for others.",
     )
     max_question_chars: int = Field(2000, ge=16)

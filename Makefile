@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed
 # such as AMX tiles, that a VM advertises but does not allow).
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: install run ingest serve test test-fast lint format bench bench-quick clean
+.PHONY: install run ingest serve test test-fast lint format bench bench-quick clean \
+	train-reader calibrate-reader heldout eval-heldout
 
 install: $(STAMP)
 
@@ -47,6 +48,30 @@ bench: install
 
 bench-quick: install
 	$(PY) -m benchmarks.run --quick
+
+# The reader model (rag/models/reader): trained on SQuAD's training split (../shared/train/squad,
+# or RAG_SQUAD_DIR), seeded and resumable (checkpoints in build/reader), then calibrated on the
+# held-out validation articles. About 70 minutes on 2 cores.
+READER_QUESTIONS ?= 24000
+train-reader: install
+	$(PY) -m rag.train.reader --questions $(READER_QUESTIONS) --work build/reader --out rag/models/reader
+	$(PY) -m rag.train.calibrate --reader rag/models/reader
+
+calibrate-reader: install
+	$(PY) -m rag.train.calibrate --reader rag/models/reader
+
+# Held-out question sets (answerable, adversarial, out-of-corpus) over SQuAD articles that
+# training never saw; eval-heldout reports on the test split.
+heldout: install
+	$(PY) -m rag.train.heldout --out build/heldout
+
+HELDOUT_LLM ?=
+eval-heldout: heldout
+	$(VENV)/bin/rag ingest build/heldout/test/corpus --index build/heldout/test/index
+	for set in answerable adversarial outside; do \
+	  $(VENV)/bin/rag eval build/heldout/test/$$set.yaml --index build/heldout/test/index \
+	    $(if $(HELDOUT_LLM),--llm $(HELDOUT_LLM)) --json build/heldout/test/$$set.json || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) index/* data reports .pytest_cache .ruff_cache

@@ -55,8 +55,19 @@ def run(
     with Timer() as warm_timer:
         bot.ask("What does the article say about China and Russia?")  # first-call costs
     log(f"answer_latency: {len(questions)} questions, LLM {bot.default_spec.label}")
+    reader_calls: list[tuple[float, int]] = []  # (seconds, sentences) of each reader call
+    score = bot.reader.score
+
+    def timed_score(question: str, candidates: list, **kwargs: Any):
+        began = time.perf_counter()
+        result = score(question, candidates, **kwargs)
+        reader_calls.append((time.perf_counter() - began, len(candidates)))
+        return result
+
+    bot.reader.score = timed_score  # type: ignore[method-assign]
     rows: list[dict[str, Any]] = []
     for item_id, question, answerable in questions:
+        reader_calls.clear()
         started = time.perf_counter()
         first: float | None = None
         tokens = 0
@@ -84,6 +95,8 @@ def run(
                 "retrieve_s": answer.timings.retrieve_s,
                 "tokens": tokens,
                 "prompt_tokens": in_context - tokens if in_context and first else None,
+                "reader_ms": round(1000 * sum(t for t, _ in reader_calls), 1),
+                "reader_sentences": sum(n for _, n in reader_calls),
             }
         )
     generated = [row for row in rows if row["llm_called"]]
@@ -113,6 +126,11 @@ def run(
             (row["prompt_tokens"] for row in generated if row["prompt_tokens"]), default=None
         ),
         "stream_events_per_s_p50": round(percentile(decode, 50), 1),
+        # The reader's own time per question (ranking sentences, checking generated ones),
+        # over every question, refused or not.
+        "reader_p50_ms": percentile([row["reader_ms"] for row in rows], 50),
+        "reader_p95_ms": percentile([row["reader_ms"] for row in rows], 95),
+        "reader_sentences_p50": percentile([row["reader_sentences"] for row in rows], 50),
         "load_s": round(load_timer.seconds, 2),
         "first_answer_s": round(warm_timer.seconds, 2),
         "max_tokens": max_tokens_for(bot.default_spec, bot.settings),

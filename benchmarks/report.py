@@ -68,6 +68,8 @@ def targets_table(results: dict[str, Any]) -> list[str]:
          _check(answer.get("ttft_p95_s"), 1.5)),
         ("Answer: full answer p95", _num(answer.get("total_p95_s"), 2, " s"), "≤ 5 s",
          _check(answer.get("total_p95_s"), 5.0)),
+        ("Reader scoring per question p95 (k = 4)", _num(answer.get("reader_p95_ms"), 0, " ms"),
+         "≤ 250 ms", _check(answer.get("reader_p95_ms"), 250.0)),
         ("Startup (process → UI ready)", _num(results.get("startup_s"), 1, " s"), "≤ 15 s",
          _check(results.get("startup_s"), 15.0)),
         ("Peak RSS of `rag serve` (after one answer)", _num(results.get("peak_rss_mb"), 0, " MB"),

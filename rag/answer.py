@@ -27,19 +27,20 @@ from rag.chunking import sentence_spans
 from rag.config import RagError, Settings, load_settings
 from rag.embeddings import Embedder, get_embedder
 from rag.llm import LLMSpec, LLMUnavailableError, endpoint, load_chat_model, parse_spec
+from rag.reader import READER_DIR, Reader, get_reader
 from rag.retrieval import HybridSearcher, RetrievalResult, RetrievedChunk
 
-# Thresholds of the verifier (see README "How answers are checked"); calibrated on the
-# evaluation sets in evals/, not on any one document.
+# How strictly generated sentences must be supported by their source span (share of content
+# words and embedding similarity, rag.answer.Verifier.support). The reader's own thresholds
+# (when the documents answer at all, when a second sentence is quoted) are calibrated on
+# held-out validation articles and stored with the model: rag/models/reader/reader.json.
 MIN_SUPPORT = 0.55
-MIN_EXTRACTIVE = 0.38
-EXTRACTIVE_KEEP_RATIO = 0.85
-MIN_RELATIVE_RELEVANCE = 0.7
-WEAK_MODEL_RELATIVE_RELEVANCE = 0.95
 WEAK_MODEL_MIN_SUPPORT = 0.75
 LOCAL_CONTEXT_CHARS = 600
 REFUSAL_PREFIX = "The documents don't say"
 MAX_EXTRACTIVE_SENTENCES = 2
+# Sentences the reader scores per question (the best by embedding similarity to it).
+MAX_READER_CANDIDATES = 24
 
 
 class QuestionError(RagError):
@@ -90,6 +91,7 @@ class Answer(BaseModel):
     timings: Timings = Field(default_factory=Timings)
     draft: str = Field("", exclude=True, description="The unverified model output.")
     mode: str = Field("", exclude=True, description="generated | extractive | refused")
+    direct: str = Field("", exclude=True, description="The short answer the text leads with.")
 
     def to_dict(self) -> dict[str, Any]:
         """Exactly the ``rag ask --json`` object."""
@@ -124,8 +126,7 @@ _REFUSAL = re.compile(
 def _stopwords() -> frozenset[str]:
     from bm25s.stopwords import STOPWORDS_EN_PLUS
 
-    extra = {"according", "also", "much", "many", "whose", "roughly", "approximately", "about"}
-    return frozenset(STOPWORDS_EN_PLUS) | extra
+    return frozenset(STOPWORDS_EN_PLUS)
 
 
 _STOP = _stopwords()
@@ -397,6 +398,19 @@ def refusal_text(reason: str | None = None) -> str:
     return f"{base} ({reason})" if reason else base
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """A sentence of a retrieved chunk (a lead-in with the list it introduces), as the reader
+    scored it for the question. Offsets are within the chunk's text."""
+
+    score: float
+    chunk_index: int
+    start: int
+    end: int
+    answer_start: int  # the reader's short answer inside the sentence
+    answer_end: int
+
+
 @dataclass
 class _State:
     question: str
@@ -408,7 +422,7 @@ class _State:
     retrieval: RetrievalResult | None = None
     started: float = field(default_factory=time.perf_counter)
     retrieve_s: float = 0.0
-    ranked: list[tuple[float, int, int, int]] = field(default_factory=list)
+    ranked: list[Candidate] = field(default_factory=list)
 
 
 class RAG:
@@ -424,6 +438,7 @@ class RAG:
         settings: Settings | None = None,
         searcher: HybridSearcher | None = None,
         chat_model: BaseChatModel | None = None,
+        reader: Reader | None = None,
     ):
         """``chat_model``: any LangChain chat model to answer with instead of ``settings.llm``
         (its answers are verified the same way)."""
@@ -431,6 +446,7 @@ class RAG:
         self.embedder = get_embedder(self.settings)
         self.searcher = searcher or HybridSearcher(self.settings, self.embedder)
         self.verifier = Verifier(self.embedder)
+        self.reader = reader or get_reader(self.settings.reader_dir or READER_DIR)
         self.chat_model = chat_model
         if chat_model is not None:
             name = getattr(chat_model, "_llm_type", None) or type(chat_model).__name__
@@ -530,11 +546,8 @@ class RAG:
         retrieval = state.retrieval
         assert retrieval is not None
         chunks = retrieval.chunks
-        reason = self._refusal_reason(state.standalone, retrieval)
-        focus = state.question if state.standalone != state.question else None
-        ranked = self.rank_sentences(state.standalone, chunks, focus) if reason is None else []
-        if reason is None and (not ranked or ranked[0][0] < MIN_EXTRACTIVE * EARLY_REFUSAL_RATIO):
-            reason = "no passage comes close to answering it"
+        ranked = self.rank_sentences(state.standalone, chunks) if chunks else []
+        reason = self._refusal_reason(ranked)
         if reason is not None:
             yield StreamEvent("final", answer=self._refused(state, reason))
             return
@@ -572,7 +585,7 @@ class RAG:
     def excerpts(
         self,
         chunks: list[RetrievedChunk],
-        ranked: list[tuple[float, int, int, int]],
+        ranked: list[Candidate],
         budget: int | None,
     ) -> list[str]:
         """Per chunk, the text the model sees: whole chunks, or within ``budget`` characters the
@@ -583,7 +596,8 @@ class RAG:
             return [chunk.text for chunk in chunks]
         chosen: dict[int, list[tuple[int, int]]] = {}
         used = 0
-        for _, index, a, b in ranked:
+        for candidate in ranked:
+            index, a, b = candidate.chunk_index, candidate.start, candidate.end
             if used + (b - a) > budget and used > 0:
                 continue
             taken = chosen.setdefault(index, [])
@@ -615,26 +629,28 @@ class RAG:
             HumanMessage(content=f"Sources:\n{context}\n\nQuestion: {question}"),
         ]
 
-    def _refusal_reason(self, question: str, retrieval: RetrievalResult) -> str | None:
-        if not retrieval.chunks:
-            return "the index is empty" if self.searcher.store.count() == 0 else None
-        names = key_terms(question)
-        missing = missing_key_terms(question, retrieval.chunks, names)
-        if missing:
-            return "they never mention " + ", ".join(missing)
-        # Passages naming everything the question names are worth reading even when their
-        # embedding is far from the question ("Who is Antony Blinken?" vs a long paragraph).
-        if retrieval.best_dense < self.settings.min_relevance and not names:
-            return "no passage is close enough to the question"
+    @property
+    def answer_threshold(self) -> float:
+        """The reader score below which the documents are taken not to answer (calibrated on
+        held-out validation articles unless RAG_ANSWER_THRESHOLD overrides it)."""
+        if self.settings.answer_threshold is not None:
+            return self.settings.answer_threshold
+        return self.reader.calibration.answer_threshold
+
+    def _refusal_reason(self, ranked: list[Candidate]) -> str | None:
+        if not ranked:
+            if self.searcher.is_empty():
+                return "the index is empty"
+            return "no passage was found for it"
+        if ranked[0].score < self.answer_threshold:
+            return "no passage answers it"
         return None
 
     def verify(self, state: _State, draft: str, generate_started: float) -> Answer:
         """Keep the draft's supported, on-topic sentences (re-cited); else quote; else refuse."""
         chunks = state.retrieval.chunks if state.retrieval else []
         generate_s = time.perf_counter() - generate_started
-        focus = state.question if state.standalone != state.question else None
-        ranked = state.ranked or self.rank_sentences(state.standalone, chunks, focus)
-        best_quote = ranked[0][0] if ranked else 0.0
+        ranked = state.ranked or self.rank_sentences(state.standalone, chunks)
         pieces = split_answer(draft) if draft.strip() else []
         said_unknown = bool(_REFUSAL.search(draft)) and len(pieces) <= 2
         if said_unknown and state.spec.kind != "local":
@@ -644,28 +660,35 @@ class RAG:
             answer.draft = draft
             answer.timings.generate_s = round(generate_s, 4)
             return answer
-        # The tiny default model's sentences must be near-verbatim and answer at least as well
-        # as the best quote; capable models may paraphrase.
+        # The tiny default model's sentences must be near-verbatim and answer about as well as
+        # the best quote; capable models may paraphrase. Either way the reader must find an
+        # answer to the question in the sentence.
         weak = state.spec.kind == "local"
-        relative = WEAK_MODEL_RELATIVE_RELEVANCE if weak else MIN_RELATIVE_RELEVANCE
         min_support = WEAK_MODEL_MIN_SUPPORT if weak else MIN_SUPPORT
+        bar = self.answer_threshold
+        if weak and ranked:
+            bar = max(bar, ranked[0].score - self.reader.calibration.second_sentence_margin)
         kept: list[tuple[str, Support]] = []
         if pieces and not said_unknown:
             texts = [_drop_lead_in(text) for text, _ in pieces]
             table = self.verifier.support(texts, chunks)
-            relevance = self.relevance(texts, state.standalone, focus)
-            for text, (_, markers), row, on_topic in zip(
-                texts, pieces, table, relevance, strict=True
-            ):
+            supported: list[tuple[str, Support]] = []
+            for text, (_, markers), row in zip(texts, pieces, table, strict=True):
                 support = _choose_support(row, markers, chunks)
                 if (
                     support is not None
                     and support.score >= min_support
                     and not (weak and new_words(text, support, chunks))
-                    and on_topic >= max(MIN_EXTRACTIVE, relative * best_quote)
-                    and adds_information(text, focus or state.standalone)
+                    and adds_information(text, state.standalone)
                 ):
-                    kept.append((text, support))
+                    supported.append((text, support))
+            scores = self.reader.score(
+                state.standalone,
+                [(chunks[support.chunk_index].title, text) for text, support in supported],
+            )
+            kept = [
+                pair for pair, score in zip(supported, scores, strict=True) if score.score >= bar
+            ]
         mode = "generated"
         if not kept:
             kept = self.extractive(ranked, chunks)
@@ -675,7 +698,9 @@ class RAG:
             answer.draft = draft
             answer.timings.generate_s = round(generate_s, 4)
             return answer
-        text, citations = _compose(kept, chunks)
+        confident = ranked and ranked[0].score >= self.reader.calibration.direct_answer_threshold
+        direct = direct_answer(ranked[0], chunks) if confident else ""
+        text, citations = compose_answer(kept, chunks, direct)
         return Answer(
             question=state.question,
             standalone_question=state.standalone,
@@ -691,78 +716,62 @@ class RAG:
             ),
             draft=draft,
             mode=mode,
+            direct=direct if direct and text.startswith(direct) else "",
         )
 
-    def relevance(self, texts: list[str], question: str, focus: str | None = None) -> list[float]:
-        """How well each text answers the question: embedding similarity blended with the
-        share of the question's content words (``focus``'s, for a condensed follow-up) it has."""
-        if not texts:
-            return []
-        question_terms = self.term_weights(focus or question) or self.term_weights(question)
-        query_vector = self.embedder.encode_query(question)
-        vectors = self.embedder.encode(texts)
-        asked = focus or question
-        return [
-            _relevance(float(vector @ query_vector), question_terms, set(content_terms(text)))
-            * answer_type_factor(asked, text)
-            for text, vector in zip(texts, vectors, strict=True)
-        ]
-
-    def term_weights(self, question: str) -> dict[str, float]:
-        """The question's content words weighted by rarity in the index (IDF): matching
-        "ammunition" says more than matching "China" in a corpus about China."""
-        terms = set(content_terms(question))
-        if not terms:
-            return {}
-        try:
-            return self.searcher.bm25().idf(terms)
-        except RagError:
-            return dict.fromkeys(terms, 1.0)
-
-    def rank_sentences(
-        self, question: str, chunks: list[RetrievedChunk], focus: str | None = None
-    ) -> list[tuple[float, int, int, int]]:
-        """Every sentence of the retrieved chunks as (relevance, chunk index, start, end within
-        the chunk), best first. A lead-in ending in ':' carries the list that follows it;
-        headings rank lower."""
+    def rank_sentences(self, question: str, chunks: list[RetrievedChunk]) -> list[Candidate]:
+        """The retrieved chunks' sentences (a lead-in ending in ':' carries its list), scored by
+        the reader, best first. Sentences repeated by overlapping chunks are scored once; past
+        MAX_READER_CANDIDATES, those farthest from the question in embedding space are left out
+        (the reader costs ~5 ms a sentence on two cores)."""
         if not chunks:
             return []
-        asked = focus or question
-        question_terms = self.term_weights(asked) or self.term_weights(question)
         query_vector = self.embedder.encode_query(question)
-        candidates: list[tuple[float, int, int, int]] = []
+        pool: list[tuple[float, int, int, int]] = []
+        seen: set[tuple[str, int, int]] = set()
         for index, chunk in enumerate(chunks):
             info = self.verifier.chunk_sentences(chunk)
-            count = len(info.spans)
-            similarities = info.vectors[:count] @ query_vector
-            for s, (a, b) in enumerate(info.spans):
+            similarities = info.vectors[: len(info.spans)] @ query_vector
+            for s, (a, _) in enumerate(info.spans):
                 last = _list_end(chunk.text, info.spans, s)
-                terms = set().union(*info.terms[s : last + 1])
-                similarity = float(similarities[s : last + 1].max())
-                score = _relevance(similarity, question_terms, terms)
-                score *= answer_type_factor(asked, chunk.text[a : info.spans[last][1]])
-                if _is_heading(chunk.text[a:b]) and last == s:
-                    score *= HEADING_PENALTY
-                candidates.append((score, index, a, info.spans[last][1]))
-        candidates.sort(key=lambda item: item[0], reverse=True)
-        return candidates
+                b = info.spans[last][1]
+                key = (chunk.source, chunk.start + a, chunk.start + b)
+                if key in seen or not _WORD.search(chunk.text[a:b]):
+                    continue
+                seen.add(key)
+                pool.append((float(similarities[s : last + 1].max()), index, a, b))
+        pool.sort(key=lambda item: item[0], reverse=True)
+        pool = pool[:MAX_READER_CANDIDATES]
+        scores = self.reader.score(
+            question, [(chunks[index].title, chunks[index].text[a:b]) for _, index, a, b in pool]
+        )
+        ranked = [
+            Candidate(score.score, index, a, b, a + score.start, a + score.end)
+            for (_, index, a, b), score in zip(pool, scores, strict=True)
+        ]
+        ranked.sort(key=lambda candidate: candidate.score, reverse=True)
+        return ranked
 
     def extractive(
-        self, ranked: list[tuple[float, int, int, int]], chunks: list[RetrievedChunk]
+        self, ranked: list[Candidate], chunks: list[RetrievedChunk]
     ) -> list[tuple[str, Support]]:
-        """The best-ranked sentences, quoted (at most a few, distinct, in document order)."""
-        best = ranked[0][0] if ranked else 0.0
-        if best < MIN_EXTRACTIVE:
+        """The best sentence, quoted, and a second one when the reader finds it answers nearly
+        as well (distinct spans; best first)."""
+        if not ranked or ranked[0].score < self.answer_threshold:
             return []
-        chosen: list[tuple[float, int, int, int]] = []
+        floor = max(
+            self.answer_threshold, ranked[0].score - self.reader.calibration.second_sentence_margin
+        )
+        chosen: list[Candidate] = []
         seen: list[tuple[str, int, int]] = []
-        for score, index, a, b in ranked:
-            if score < best * EXTRACTIVE_KEEP_RATIO or len(chosen) >= MAX_EXTRACTIVE_SENTENCES:
+        for candidate in ranked:
+            if len(chosen) >= MAX_EXTRACTIVE_SENTENCES or (chosen and candidate.score < floor):
                 break
+            chunk = chunks[candidate.chunk_index]
             source, start, end = (
-                chunks[index].source,
-                chunks[index].start + a,
-                chunks[index].start + b,
+                chunk.source,
+                chunk.start + candidate.start,
+                chunk.start + candidate.end,
             )
             # Overlapping chunks hold the same sentence twice; a list item is inside its lead-in.
             if not any(
@@ -770,14 +779,18 @@ class RAG:
                 for other, other_start, other_end in seen
             ):
                 seen.append((source, start, end))
-                chosen.append((score, index, a, b))
-        chosen.sort(key=lambda item: (item[1], item[2]))
+                chosen.append(candidate)
         return [
             (
-                chunks[index].text[a:b],
-                Support(index, chunks[index].start + a, chunks[index].start + b, score),
+                chunks[c.chunk_index].text[c.start : c.end],
+                Support(
+                    c.chunk_index,
+                    chunks[c.chunk_index].start + c.start,
+                    chunks[c.chunk_index].start + c.end,
+                    c.score,
+                ),
             )
-            for score, index, a, b in chosen
+            for c in chosen
         ]
 
     def _refused(self, state: _State, reason: str) -> Answer:
@@ -798,98 +811,6 @@ class RAG:
         )
 
 
-# Capitals named for their country ("Beijing says…"): general world knowledge, not corpus-specific.
-METONYMS = {
-    "beijing": ("china", "chinese"),
-    "washington": ("united states", "u.s.", "us", "america"),
-    "moscow": ("russia", "russian"),
-    "kremlin": ("russia", "russian"),
-    "kyiv": ("ukraine", "ukrainian"),
-    "kiev": ("ukraine", "ukrainian"),
-    "london": ("united kingdom", "britain", "british", "uk"),
-    "paris": ("france", "french"),
-    "berlin": ("germany", "german"),
-    "tokyo": ("japan", "japanese"),
-    "brussels": ("european union", "eu"),
-    "seoul": ("south korea", "korean"),
-    "pyongyang": ("north korea", "korean"),
-    "tehran": ("iran", "iranian"),
-    "taipei": ("taiwan", "taiwanese"),
-    "new delhi": ("india", "indian"),
-    "delhi": ("india", "indian"),
-    "ottawa": ("canada", "canadian"),
-    "canberra": ("australia", "australian"),
-    "rome": ("italy", "italian"),
-    "madrid": ("spain", "spanish"),
-    "ankara": ("turkey", "turkish"),
-    "jerusalem": ("israel", "israeli"),
-    "white house": ("united states", "u.s.", "us", "president"),
-    "pentagon": ("united states", "u.s.", "us", "defense", "military"),
-}
-_NOT_NAMES = frozenset(("please", "tell", "i", "and", "but", "also", "so", "then"))
-_CONTRACTION = re.compile(r"^i['’]|['’](ve|m|ll|re|d|s|t)$", re.IGNORECASE)
-_NAME_PHRASE = re.compile(
-    r"\b[A-Z][\w'’-]*(?:\s+(?:of|the|and|for|&|de|du|van|von)?\s*(?:[A-Z][\w'’-]*|\d+))*"
-)
-
-
-def acronyms(text: str) -> set[str]:
-    """Acronyms of the capitalised phrases in text: "Group of 7" → "g7", "United States" → "us"."""
-    found: set[str] = set()
-    for match in _NAME_PHRASE.finditer(text):
-        words = match.group(0).split()
-        letters = "".join(w[0] if w[0].isupper() else w if w.isdigit() else "" for w in words)
-        if len(letters) >= 2:
-            found.add(letters.lower())
-    return found
-
-
-def key_terms(question: str) -> list[str]:
-    """Names (capitalised words not starting a sentence, acronyms) and numbers in a question."""
-    key: list[str] = []
-    for start, end in sentence_spans(question):
-        for position, word in enumerate(_WORD.findall(question, start, end)):
-            is_name = word[:1].isupper() and (position > 0 or word.isupper()) and len(word) > 1
-            is_name = is_name and word.lower() not in _STOP and word.lower() not in _NOT_NAMES
-            is_name = is_name and not _CONTRACTION.search(word)
-            if is_name or (word[:1].isdigit() and len(word) >= 2):
-                key.append(word)
-    return key
-
-
-def missing_key_terms(
-    question: str, chunks: list[RetrievedChunk], names: list[str] | None = None
-) -> list[str]:
-    """Names and numbers the question relies on that no retrieved chunk contains.
-
-    A question about "Putin" answered from passages that never name Putin is unanswerable, however
-    close the passages are in topic. Names are capitalised words not starting a sentence (or
-    acronyms); numbers are years and figures. A name counts as present when the passages have it,
-    its stem, a phrase it abbreviates ("G7" for "Group of 7"), or the country a capital stands
-    for ("Beijing" for China).
-    """
-    key = key_terms(question) if names is None else names
-    if not key:
-        return []
-    original = " ".join(chunk.search_text for chunk in chunks)
-    haystack = original.lower()
-    haystack_terms = set(content_terms(haystack))
-    abbreviations = acronyms(original)
-    missing = []
-    for word in key:
-        lowered = word.lower()
-        if lowered in haystack or _stem(lowered) in haystack_terms or lowered in abbreviations:
-            continue
-        if any(_contains_word(haystack, alias) for alias in METONYMS.get(lowered, ())):
-            continue
-        missing.append(word)
-    return missing
-
-
-def _contains_word(text: str, phrase: str) -> bool:
-    return re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", text) is not None
-
-
 _YES_NO_QUESTION = re.compile(
     r"^(is|are|was|were|do|does|did|can|could|has|have|had|will|would|should|shall|may|might)\b",
     re.IGNORECASE,
@@ -905,31 +826,8 @@ def adds_information(sentence: str, question: str) -> bool:
     return bool(new_terms) or bool(numbers_in(sentence) - numbers_in(question))
 
 
-def _relevance(similarity: float, question_terms: dict[str, float], terms: set[str]) -> float:
-    """Embedding similarity blended with the IDF-weighted share of question words present."""
-    total = sum(question_terms.values())
-    found = sum(weight for term, weight in question_terms.items() if term in terms)
-    return 0.6 * similarity + 0.4 * (found / total if total > 0 else 0.0)
-
-
-_WANTS_NUMBER = re.compile(
-    r"\b(how (many|much|often|long|old|far|large|big)|what (percentage|percent|share|proportion|"
-    r"fraction|number|amount|year|date)|when\b|which year|in what year)",
-    re.IGNORECASE,
-)
-_HAS_QUANTITY = re.compile(
-    r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|"
-    r"fifty|sixty|seventy|eighty|ninety|hundred|thousand|million|billion|trillion|dozens?|half|"
-    r"quarter|third|percent|january|february|march|april|may|june|july|august|september|"
-    r"october|november|december|yesterday|today|tomorrow|week|month|year)s?\b",
-    re.IGNORECASE,
-)
-WRONG_TYPE_PENALTY = 0.5
-HEADING_PENALTY = 0.5
-# Refuse before calling the LLM when even the best sentence is this far below MIN_EXTRACTIVE.
-EARLY_REFUSAL_RATIO = 0.8
-LIST_ITEM = re.compile(r"^\s*([-*•+]|\d+[.)]|[a-z][.)]|\|)\s*")
 MAX_LIST_CHARS = 600
+LIST_ITEM = re.compile(r"^\s*([-*•+]|\d+[.)]|[a-z][.)]|\|)\s*")
 
 
 def _list_end(text: str, spans: list[tuple[int, int]], index: int) -> int:
@@ -945,27 +843,6 @@ def _list_end(text: str, spans: list[tuple[int, int]], index: int) -> int:
     ):
         last += 1
     return last
-
-
-def _is_heading(sentence: str) -> bool:
-    """A title, heading or label rather than a statement."""
-    stripped = sentence.strip().lstrip("#").strip()
-    if "|" in stripped or LIST_ITEM.match(stripped):
-        return False
-    return (
-        len(stripped.split()) <= 6
-        and stripped[-1:] not in ".!?…"
-        and not any(char.isdigit() for char in stripped)
-    )
-
-
-def answer_type_factor(question: str, sentence: str) -> float:
-    """1.0, or a penalty when the question asks for a quantity or date the sentence lacks."""
-    if not _WANTS_NUMBER.search(question):
-        return 1.0
-    if not _HAS_QUANTITY.search(sentence):
-        return WRONG_TYPE_PENALTY
-    return 1.0
 
 
 _LEAD_IN = re.compile(r"^[^:]{3,80}:\s+(?=\S)")
@@ -1007,14 +884,30 @@ def _choose_support(
     return Support(best_index, chunk.start + a, chunk.start + b, score)
 
 
-def _compose(
-    kept: list[tuple[str, Support]], chunks: list[RetrievedChunk]
+DIRECT_MAX_SHARE = 0.6  # a short answer is led with only when it is this much shorter
+_EDGE_PUNCTUATION = " \t\n,;:.()[]\"'“”‘’"
+
+
+def direct_answer(best: Candidate, chunks: list[RetrievedChunk]) -> str:
+    """The reader's short answer in the best sentence ("1990", "about 90%"), or "" when it is
+    most of the sentence anyway."""
+    text = chunks[best.chunk_index].text
+    span = " ".join(text[best.answer_start : best.answer_end].split()).strip(_EDGE_PUNCTUATION)
+    sentence = " ".join(text[best.start : best.end].split())
+    if not _WORD.search(span) or len(span) > DIRECT_MAX_SHARE * len(sentence):
+        return ""
+    return span
+
+
+def compose_answer(
+    kept: list[tuple[str, Support]], chunks: list[RetrievedChunk], direct: str = ""
 ) -> tuple[str, list[Citation]]:
-    """Answer text with one [n] per sentence, and the citations those numbers point to."""
+    """Answer text with one [n] per sentence, and the citations those numbers point to. A
+    direct answer found in the first kept sentence leads it: "1990 — The first … 1990 … [1]"."""
     numbers: dict[tuple[int, int, int], int] = {}
     citations: list[Citation] = []
     parts: list[str] = []
-    for text, support in kept:
+    for position, (text, support) in enumerate(kept):
         key = (support.chunk_index, support.start, support.end)
         if key not in numbers:
             chunk = chunks[support.chunk_index]
@@ -1041,6 +934,8 @@ def _compose(
         sentence = " ".join(text.split())
         if sentence and sentence[-1] not in ".!?…\"'”’;:":
             sentence += "."
+        if position == 0 and direct and direct in sentence and not sentence.startswith(direct):
+            sentence = f"{direct} — {sentence}"
         # A quote of several sentences (a lead-in and its list) cites after each of them.
         spans = sentence_spans(sentence) or [(0, len(sentence))]
         parts.append(" ".join(f"{sentence[a:b]} [{numbers[key]}]" for a, b in spans))

@@ -106,12 +106,17 @@ class Settings(BaseSettings):
     rrf_k: int = Field(60, ge=1)
     dense_weight: float = Field(0.5, ge=0.0)
     bm25_weight: float = Field(0.5, ge=0.0)
-    min_relevance: float = Field(
-        0.15,
-        ge=-1.0,
-        le=1.0,
-        description="Refuse without calling the LLM when the best chunk's cosine similarity to "
-        "the question is below this.",
+    reader_dir: Path | None = Field(
+        None,
+        description="Folder of the reader model; unset = the one shipped in rag/models/reader.",
+    )
+    answer_threshold: float | None = Field(
+        None,
+        ge=-50.0,
+        le=50.0,
+        description="Refuse when the reader scores no retrieved sentence at least this high "
+        "(its span score minus its no-answer score); unset = the value calibrated on held-out "
+        "validation articles, stored with the model (rag/models/reader/reader.json).",
     )
 
     # Answering

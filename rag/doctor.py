@@ -46,6 +46,22 @@ def check_chroma() -> str:
         return f"embedded store works (chromadb {_version('chromadb')})"
 
 
+def check_reader() -> str:
+    from rag.reader import READER_DIR, Reader
+
+    reader = Reader(READER_DIR)
+    question = "When was the first web browser invented?"
+    sentence = "The first web browser was invented in 1990 by Sir Tim Berners-Lee."
+    score = reader.score(question, [("Web browser", sentence)])[0]
+    calibration = reader.calibration
+    if score.score < calibration.answer_threshold:
+        raise RuntimeError(f"the reader scores a plain answer {score.score:.2f}: {READER_DIR}")
+    return (
+        f"answers {sentence[score.start : score.end]!r} "
+        f"(score {score.score:.1f}, threshold {calibration.answer_threshold:.2f})"
+    )
+
+
 def check_llm() -> str:
     result = subprocess.run(
         [sys.executable, "-c", _LLM_PROBE], capture_output=True, text=True, timeout=300
@@ -68,6 +84,7 @@ def _version(package: str) -> str:
 CHECKS: list[tuple[str, Callable[[], str]]] = [
     ("embeddings", check_embeddings),
     ("chroma", check_chroma),
+    ("reader", check_reader),
     ("llm", check_llm),
 ]
 

@@ -704,7 +704,7 @@ class EvalRun:
 
 CONFIG_FIELDS = (
     "index_dir", "collection", "chroma_url", "embedding_model", "chunk_size", "chunk_overlap",
-    "k", "fetch_k", "fusion", "rrf_k", "dense_weight", "bm25_weight", "min_relevance", "llm",
+    "k", "fetch_k", "fusion", "rrf_k", "dense_weight", "bm25_weight", "answer_threshold", "llm",
     "llm_max_tokens", "llm_context_tokens",
 )  # fmt: skip
 

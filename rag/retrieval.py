@@ -333,6 +333,10 @@ class HybridSearcher:
     def cache_dir(self) -> Path:
         return self.settings.state_dir / f"bm25-{self.settings.collection}"
 
+    def is_empty(self) -> bool:
+        """Does the collection hold no chunks at all?"""
+        return self.store.count() == 0
+
     def invalidate(self) -> None:
         """Force a revision check on the next search (after an in-process ingest)."""
         self._checked_at = 0.0

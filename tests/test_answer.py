@@ -14,12 +14,14 @@ from langchain_core.messages import AIMessage
 from rag.answer import (
     RAG,
     Answer,
+    Candidate,
     QuestionError,
     Support,
     clean_question,
+    compose_answer,
     condense_heuristic,
+    direct_answer,
     is_follow_up,
-    missing_key_terms,
     new_words,
     split_answer,
 )
@@ -79,13 +81,7 @@ def test_off_topic_questions_are_refused_without_llm(seed_index: Settings, quest
 def test_question_about_unmentioned_person_is_refused(bot: RAG) -> None:
     answer = bot.ask("What did Vladimir Putin say about the Chinese supplies?")
     assert answer.refused
-    assert "Putin" in answer.answer
-
-
-def test_missing_key_terms(bot: RAG) -> None:
-    chunks = bot.searcher.search("Hikvision optics").chunks
-    assert missing_key_terms("What does Hikvision make?", chunks) == []
-    assert missing_key_terms("What does Huawei make in 2019?", chunks) == ["Huawei", "2019"]
+    assert answer.citations == []
 
 
 def test_invalid_markers_removed_and_unsupported_sentences_dropped(seed_index: Settings) -> None:
@@ -272,3 +268,45 @@ def test_local_llm_end_to_end(seed_index: Settings) -> None:
     assert_citations_exact(final)
     refused = bot.ask("What is the capital of France?")
     assert refused.refused
+
+
+def test_direct_answer_leads_the_quote() -> None:
+    text = "The first web browser was invented in 1990 by Sir Tim Berners-Lee."
+    chunk = RetrievedChunk(
+        "c1", text, {"source": "web.md", "start": 100, "title": "Web browser"}, score=1.0
+    )
+    start = text.index("1990")
+    best = Candidate(5.0, 0, 0, len(text), start, start + 4)
+    direct = direct_answer(best, [chunk])
+    assert direct == "1990"
+    kept = [(text, Support(0, 100, 100 + len(text), 5.0))]
+    body, citations = compose_answer(kept, [chunk], direct)
+    assert body == f"1990 — {text} [1]"
+    assert citations[0].quote == text and citations[0].start == 100
+    whole = Candidate(5.0, 0, 0, len(text), 0, len(text) - 1)
+    assert direct_answer(whole, [chunk]) == ""  # most of the sentence: no lead
+
+
+def test_refusals_do_not_depend_on_unrelated_documents(tmp_path, seed_index: Settings) -> None:
+    """Indexing an unrelated document (a bakery's opening hours) changes no seed decision."""
+    from rag.evaluation import load_question_set
+
+    bakery = tmp_path / "docs" / "bakery.md"
+    bakery.parent.mkdir()
+    bakery.write_text(
+        "# Crumb & Co. bakery\n\nWe are open Monday to Friday from 7:00 to 18:00, on Saturday "
+        "from 8:00 to 14:00 and closed on Sunday. Sourdough loaves cost 4.50 euros.\n",
+        encoding="utf-8",
+    )
+    both = load_settings_like(seed_index, tmp_path / "index")
+    ingest([SEED_FILE.parent, bakery.parent], both)
+    alone, mixed = RAG(seed_index), RAG(both)
+    questions = load_question_set(SEED_FILE.parents[1] / "evals" / "seed.yaml").questions
+    changed = [
+        q.id for q in questions if alone.ask(q.question).refused != mixed.ask(q.question).refused
+    ]
+    assert changed == []
+
+
+def load_settings_like(settings: Settings, index_dir) -> Settings:
+    return settings.model_copy(update={"index_dir": index_dir})

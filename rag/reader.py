@@ -1,0 +1,201 @@
+"""The reader: a small extractive QA model that says whether a sentence answers a question.
+
+It is all-MiniLM-L6-v2's encoder (the packaged embedding model's weights) fine-tuned on SQuAD
+with a start/end span head (``BertForQuestionAnswering``), trained by ``make train-reader``
+(``rag/train/reader.py``) and shipped in ``rag/models/reader/`` (model card there). For a
+question and a candidate sentence (with its document's title for context) it scores the best
+answer span inside the sentence against "no answer here" (the [CLS] position, as in SQuAD 2.0).
+The score ranks sentences, decides whether the documents answer at all (a threshold set on
+held-out validation articles, ``rag.answer`` states it), and its span is the direct answer.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rag.config import RagError
+
+READER_DIR = Path(__file__).resolve().parent / "models" / "reader"
+MAX_LENGTH = 128  # question + title + sentence, in tokens; longer inputs are truncated
+MAX_ANSWER_TOKENS = 30
+TITLE_SEPARATOR = " | "
+RESTORE_HINT = (
+    "run `make train-reader` to rebuild it, or restore the shipped one "
+    "(git checkout rag/models/reader, or reinstall the project)"
+)
+
+
+class ReaderError(RagError):
+    """The reader model is missing or unreadable."""
+
+
+def reader_text(title: str, sentence: str) -> tuple[str, int]:
+    """The second segment the reader reads, and where the sentence starts in it."""
+    title = " ".join(title.split())
+    if not title:
+        return sentence, 0
+    prefix = title + TITLE_SEPARATOR
+    return prefix + sentence, len(prefix)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Decision thresholds on the reader's score, set by ``rag.train.calibrate`` on held-out
+    validation articles (figures in reader.json and the model card). The defaults are used
+    only for an uncalibrated model."""
+
+    answer_threshold: float = 0.0  # refuse when no sentence scores at least this
+    second_sentence_margin: float = 1.0  # quote a second sentence this close to the best
+    direct_answer_threshold: float = 1e4  # lead with the short answer from this score up
+
+
+@dataclass(frozen=True)
+class ReaderScore:
+    """How well a sentence answers (best span logit sum minus the no-answer one) and that span
+    (char offsets in the sentence)."""
+
+    score: float
+    start: int
+    end: int
+
+
+class Reader:
+    """Loads the reader once; ``score`` is thread-safe."""
+
+    def __init__(self, folder: Path | str = READER_DIR, threads: int | None = None):
+        self.folder = Path(folder)
+        self.threads = threads
+        self._model = None
+        self._tokenizer = None
+        self._calibration: Calibration | None = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> None:
+        if self._model is not None:
+            return
+        with self._lock:
+            if self._model is not None:
+                return
+            weights = self.folder / "model.safetensors"
+            if not weights.is_file() or not (self.folder / "config.json").is_file():
+                raise ReaderError(f"the reader model is missing from {self.folder}: {RESTORE_HINT}")
+            try:
+                import torch
+                from transformers import AutoTokenizer, BertForQuestionAnswering
+
+                if self.threads:
+                    torch.set_num_threads(self.threads)
+                tokenizer = AutoTokenizer.from_pretrained(self.folder, local_files_only=True)
+                model = BertForQuestionAnswering.from_pretrained(
+                    self.folder, local_files_only=True, torch_dtype=torch.float32
+                )
+            except Exception as error:
+                raise ReaderError(
+                    f"the reader model in {self.folder} cannot be loaded "
+                    f"({type(error).__name__}: {str(error)[:160]}): {RESTORE_HINT}"
+                ) from None
+            model.eval()
+            self._tokenizer = tokenizer
+            self._model = model
+
+    @property
+    def calibration(self) -> Calibration:
+        """The thresholds calibrated for this model (reader.json ``calibration``)."""
+        if self._calibration is None:
+            values = self.info().get("calibration", {})
+            fields = Calibration.__dataclass_fields__
+            self._calibration = Calibration(
+                **{k: float(v) for k, v in values.items() if k in fields}
+            )
+        return self._calibration
+
+    def info(self) -> dict:
+        """The model card's machine-readable part (training data, held-out figures)."""
+        path = self.folder / "reader.json"
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    def score(
+        self, question: str, candidates: list[tuple[str, str]], batch_size: int = 64
+    ) -> list[ReaderScore]:
+        """Score each (title, sentence) candidate for ``question``."""
+        if not candidates:
+            return []
+        self._load()
+        import torch
+
+        texts, offsets = zip(*(reader_text(t, s) for t, s in candidates), strict=True)
+        scores: list[ReaderScore] = []
+        for begin in range(0, len(texts), batch_size):
+            batch = list(texts[begin : begin + batch_size])
+            encoded = self._tokenizer(
+                [question] * len(batch),
+                batch,
+                truncation="longest_first",
+                max_length=MAX_LENGTH,
+                padding=True,
+                return_offsets_mapping=True,
+                return_tensors="pt",
+            )
+            mapping = encoded.pop("offset_mapping").numpy()
+            sequence_ids = [encoded.sequence_ids(i) for i in range(len(batch))]
+            with torch.inference_mode():
+                output = self._model(**encoded)
+            starts = output.start_logits.float().numpy()
+            ends = output.end_logits.float().numpy()
+            for i, sentence_offset in enumerate(offsets[begin : begin + batch_size]):
+                scores.append(
+                    _best_span(starts[i], ends[i], mapping[i], sequence_ids[i], sentence_offset)
+                )
+        return scores
+
+
+def _best_span(
+    starts: np.ndarray,
+    ends: np.ndarray,
+    mapping: np.ndarray,
+    sequence_ids: list[int | None],
+    sentence_offset: int,
+) -> ReaderScore:
+    """The best span inside the sentence part of the second segment, against [CLS]."""
+    null = float(starts[0] + ends[0])
+    allowed = np.array(
+        [sid == 1 and mapping[t][0] >= sentence_offset for t, sid in enumerate(sequence_ids)]
+    )
+    if not allowed.any():
+        return ReaderScore(-1e4, 0, 0)
+    s = np.where(allowed, starts, -1e9)
+    e = np.where(allowed, ends, -1e9)
+    n = len(s)
+    # Sum of start i and end j with i <= j < i + MAX_ANSWER_TOKENS.
+    table = s[:, None] + e[None, :]
+    band = np.triu(np.ones((n, n), dtype=bool)) & ~np.triu(
+        np.ones((n, n), dtype=bool), k=MAX_ANSWER_TOKENS
+    )
+    table = np.where(band, table, -1e9)
+    i, j = np.unravel_index(int(np.argmax(table)), table.shape)
+    return ReaderScore(
+        float(table[i, j]) - null,
+        int(mapping[i][0]) - sentence_offset,
+        int(mapping[j][1]) - sentence_offset,
+    )
+
+
+_SHARED: dict[str, Reader] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def get_reader(folder: Path | str = READER_DIR) -> Reader:
+    """One reader per model folder per process."""
+    key = str(Path(folder).resolve())
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            _SHARED[key] = Reader(folder)
+        return _SHARED[key]

@@ -1,0 +1,94 @@
+"""The reader model shipped in rag/models/reader: it loads offline, ranks the answering
+sentence first with the answer span inside it, refuses what the documents don't say, and fails
+with one clear line when its files are missing or corrupt."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rag.reader import MAX_LENGTH, READER_DIR, Reader, ReaderError
+
+BROWSER = "Web browser"
+SENTENCES = [
+    (BROWSER, "Browsers are primarily intended to use the World Wide Web."),
+    (BROWSER, "The first web browser was invented in 1990 by Sir Tim Berners-Lee."),
+    (BROWSER, "Netscape Navigator was the most popular browser of the mid-1990s."),
+]
+
+
+@pytest.fixture(scope="module")
+def reader() -> Reader:
+    return Reader(READER_DIR)
+
+
+def test_shipped_model_is_small_and_described() -> None:
+    weights = READER_DIR / "model.safetensors"
+    assert weights.stat().st_size < 50 * 1024 * 1024
+    card = (READER_DIR / "README.md").read_text(encoding="utf-8")
+    for needed in ("SQuAD", "CC BY-SA 4.0", "make train-reader", "held-out"):
+        assert needed in card
+    info = Reader(READER_DIR).info()
+    assert info["training"]["data"] and "validation" in info["calibration"]
+
+
+def test_answering_sentence_ranks_first_with_its_span(reader: Reader) -> None:
+    scores = reader.score("Who invented the first web browser?", SENTENCES)
+    best = max(range(len(scores)), key=lambda i: scores[i].score)
+    assert best == 1
+    span = SENTENCES[1][1][scores[1].start : scores[1].end]
+    assert "Berners-Lee" in span
+    assert len(span) < len(SENTENCES[1][1]) / 2
+
+
+def test_near_miss_scores_below_the_answer(reader: Reader) -> None:
+    """Same sentence, a question it does not answer (asks about a different year's event)."""
+    answered = reader.score("When was the first web browser invented?", SENTENCES[1:2])[0]
+    unanswered = reader.score("When was the first web browser banned?", SENTENCES[1:2])[0]
+    assert answered.score > unanswered.score
+    assert answered.score >= reader.calibration.answer_threshold
+
+
+def test_off_topic_question_scores_below_the_threshold(reader: Reader) -> None:
+    scores = reader.score("How many legs does a spider have?", SENTENCES)
+    assert max(s.score for s in scores) < reader.calibration.answer_threshold
+
+
+def test_question_longer_than_the_input_is_truncated(reader: Reader) -> None:
+    question = "Who invented the first web browser? " + "really " * (MAX_LENGTH * 3)
+    scores = reader.score(question, SENTENCES)
+    assert len(scores) == len(SENTENCES)
+    assert reader.score("anything", []) == []
+
+
+def test_missing_model_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ReaderError, match="make train-reader"):
+        Reader(tmp_path / "nowhere").score("q", SENTENCES)
+
+
+def test_corrupt_model_is_one_clear_error(tmp_path: Path) -> None:
+    broken = tmp_path / "reader"
+    shutil.copytree(READER_DIR, broken)
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ReaderError, match=r"cannot be loaded.*make train-reader"):
+        Reader(broken).score("q", SENTENCES)
+
+
+def test_cli_reports_a_corrupt_reader_in_one_line(
+    seed_index, tmp_path: Path, run_rag, clean_failure
+) -> None:
+    broken = tmp_path / "reader"
+    shutil.copytree(READER_DIR, broken)
+    (broken / "model.safetensors").write_bytes(b"\0" * 64)
+    result = run_rag(
+        "ask",
+        "What share of Russia's microelectronics came from China?",
+        "--index",
+        seed_index.index_dir,
+        "--llm",
+        "extractive",
+        env={"RAG_READER_DIR": str(broken)},
+    )
+    clean_failure(result, "reader", "make train-reader")

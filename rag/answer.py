@@ -322,12 +322,13 @@ class Verifier:
         return entry
 
     def support(
-        self, sentences: list[str], chunks: list[RetrievedChunk]
+        self, sentences: list[str], chunks: list[RetrievedChunk], single_only: bool = False
     ) -> list[list[tuple[float, int, int]]]:
         """For each sentence, per chunk: (support score, window start, window end) of the best
         window (offsets within the chunk). Support blends the share of the sentence's content
         words found in the window with embedding similarity; a number absent from the window
-        zeroes it."""
+        zeroes it. ``single_only``: one source sentence must support it alone (no two-sentence
+        windows, which let a small model weld a clause of one sentence onto another)."""
         if not sentences or not chunks:
             return [[] for _ in sentences]
         vectors = self.embedder.encode(sentences)
@@ -342,6 +343,8 @@ class Verifier:
                 best = (0.0, 0, 0)
                 single = len(info.spans)
                 for w, (a, b) in enumerate(info.windows):
+                    if single_only and w >= single:
+                        break
                     # Numbers must all appear in one source sentence: a two-sentence window
                     # would let "70%" borrow "90%" from its neighbour.
                     if numbers and (w >= single or not numbers <= info.numbers[w]):
@@ -546,8 +549,8 @@ class RAG:
         retrieval = state.retrieval
         assert retrieval is not None
         chunks = retrieval.chunks
-        ranked = self.rank_sentences(state.standalone, chunks) if chunks else []
-        reason = self._refusal_reason(ranked)
+        ranked = self.read(state, chunks)
+        reason = self._refusal_reason(ranked, retrieval)
         if reason is not None:
             yield StreamEvent("final", answer=self._refused(state, reason))
             return
@@ -631,18 +634,24 @@ class RAG:
 
     @property
     def answer_threshold(self) -> float:
-        """The reader score below which the documents are taken not to answer (calibrated on
+        """The answerability below which the documents are taken not to answer (calibrated on
         held-out validation articles unless RAG_ANSWER_THRESHOLD overrides it)."""
         if self.settings.answer_threshold is not None:
             return self.settings.answer_threshold
         return self.reader.calibration.answer_threshold
 
-    def _refusal_reason(self, ranked: list[Candidate]) -> str | None:
+    def answerability(self, ranked: list[Candidate], retrieval: RetrievalResult) -> float:
+        """How likely the passages answer the question (a logit; see rag.reader.Calibration)."""
+        if not ranked:
+            return float("-inf")
+        return self.reader.calibration.answerability(ranked[0].score, retrieval.best_dense)
+
+    def _refusal_reason(self, ranked: list[Candidate], retrieval: RetrievalResult) -> str | None:
         if not ranked:
             if self.searcher.is_empty():
                 return "the index is empty"
             return "no passage was found for it"
-        if ranked[0].score < self.answer_threshold:
+        if self.answerability(ranked, retrieval) < self.answer_threshold:
             return "no passage answers it"
         return None
 
@@ -650,7 +659,7 @@ class RAG:
         """Keep the draft's supported, on-topic sentences (re-cited); else quote; else refuse."""
         chunks = state.retrieval.chunks if state.retrieval else []
         generate_s = time.perf_counter() - generate_started
-        ranked = state.ranked or self.rank_sentences(state.standalone, chunks)
+        ranked = state.ranked or self.read(state, chunks)
         pieces = split_answer(draft) if draft.strip() else []
         said_unknown = bool(_REFUSAL.search(draft)) and len(pieces) <= 2
         if said_unknown and state.spec.kind != "local":
@@ -665,13 +674,13 @@ class RAG:
         # answer to the question in the sentence.
         weak = state.spec.kind == "local"
         min_support = WEAK_MODEL_MIN_SUPPORT if weak else MIN_SUPPORT
-        bar = self.answer_threshold
+        bar = self.reader.calibration.sentence_threshold
         if weak and ranked:
             bar = max(bar, ranked[0].score - self.reader.calibration.second_sentence_margin)
         kept: list[tuple[str, Support]] = []
         if pieces and not said_unknown:
             texts = [_drop_lead_in(text) for text, _ in pieces]
-            table = self.verifier.support(texts, chunks)
+            table = self.verifier.support(texts, chunks, single_only=weak)
             supported: list[tuple[str, Support]] = []
             for text, (_, markers), row in zip(texts, pieces, table, strict=True):
                 support = _choose_support(row, markers, chunks)
@@ -719,6 +728,19 @@ class RAG:
             direct=direct if direct and text.startswith(direct) else "",
         )
 
+    def read(self, state: _State, chunks: list[RetrievedChunk]) -> list[Candidate]:
+        """The reader's ranking of the retrieved sentences. A follow-up condensed with the
+        previous question ("… microelectronics …? And what about machine tools?") is read as
+        asked when the reader finds an answer to it in the passages the condensed question
+        retrieved, else as condensed."""
+        if not chunks:
+            return []
+        if state.standalone != state.question:
+            own = self.rank_sentences(state.question, chunks)
+            if own and own[0].score >= self.reader.calibration.sentence_threshold:
+                return own
+        return self.rank_sentences(state.standalone, chunks)
+
     def rank_sentences(self, question: str, chunks: list[RetrievedChunk]) -> list[Candidate]:
         """The retrieved chunks' sentences (a lead-in ending in ':' carries its list), scored by
         the reader, best first. Sentences repeated by overlapping chunks are scored once; past
@@ -756,11 +778,12 @@ class RAG:
         self, ranked: list[Candidate], chunks: list[RetrievedChunk]
     ) -> list[tuple[str, Support]]:
         """The best sentence, quoted, and a second one when the reader finds it answers nearly
-        as well (distinct spans; best first)."""
-        if not ranked or ranked[0].score < self.answer_threshold:
+        as well (distinct spans; best first). Whether to answer at all is decided before."""
+        if not ranked:
             return []
+        calibration = self.reader.calibration
         floor = max(
-            self.answer_threshold, ranked[0].score - self.reader.calibration.second_sentence_margin
+            calibration.sentence_threshold, ranked[0].score - calibration.second_sentence_margin
         )
         chosen: list[Candidate] = []
         seen: list[tuple[str, int, int]] = []
@@ -885,16 +908,21 @@ def _choose_support(
 
 
 DIRECT_MAX_SHARE = 0.6  # a short answer is led with only when it is this much shorter
+DIRECT_MAX_WORDS = 10  # ... and a phrase, not a clause (SQuAD's answers are mostly 1-5 words)
 _EDGE_PUNCTUATION = " \t\n,;:.()[]\"'“”‘’"
 
 
 def direct_answer(best: Candidate, chunks: list[RetrievedChunk]) -> str:
     """The reader's short answer in the best sentence ("1990", "about 90%"), or "" when it is
-    most of the sentence anyway."""
+    most of the sentence anyway, or the best candidate is a lead-in with its list."""
     text = chunks[best.chunk_index].text
+    block = text[best.start : best.end]
+    if len(sentence_spans(block)) > 1:
+        return ""
     span = " ".join(text[best.answer_start : best.answer_end].split()).strip(_EDGE_PUNCTUATION)
-    sentence = " ".join(text[best.start : best.end].split())
-    if not _WORD.search(span) or len(span) > DIRECT_MAX_SHARE * len(sentence):
+    sentence = " ".join(block.split())
+    too_long = len(span) > DIRECT_MAX_SHARE * len(sentence) or len(span.split()) > DIRECT_MAX_WORDS
+    if not _WORD.search(span) or too_long:
         return ""
     return span
 

@@ -54,11 +54,11 @@ def check_reader() -> str:
     sentence = "The first web browser was invented in 1990 by Sir Tim Berners-Lee."
     score = reader.score(question, [("Web browser", sentence)])[0]
     calibration = reader.calibration
-    if score.score < calibration.answer_threshold:
+    if score.score < calibration.sentence_threshold:
         raise RuntimeError(f"the reader scores a plain answer {score.score:.2f}: {READER_DIR}")
     return (
         f"answers {sentence[score.start : score.end]!r} "
-        f"(score {score.score:.1f}, threshold {calibration.answer_threshold:.2f})"
+        f"(score {score.score:.1f}, sentence threshold {calibration.sentence_threshold:.2f})"
     )
 
 

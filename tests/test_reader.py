@@ -48,12 +48,12 @@ def test_near_miss_scores_below_the_answer(reader: Reader) -> None:
     answered = reader.score("When was the first web browser invented?", SENTENCES[1:2])[0]
     unanswered = reader.score("When was the first web browser banned?", SENTENCES[1:2])[0]
     assert answered.score > unanswered.score
-    assert answered.score >= reader.calibration.answer_threshold
+    assert answered.score >= reader.calibration.sentence_threshold
 
 
 def test_off_topic_question_scores_below_the_threshold(reader: Reader) -> None:
     scores = reader.score("How many legs does a spider have?", SENTENCES)
-    assert max(s.score for s in scores) < reader.calibration.answer_threshold
+    assert max(s.score for s in scores) < reader.calibration.sentence_threshold
 
 
 def test_question_longer_than_the_input_is_truncated(reader: Reader) -> None:

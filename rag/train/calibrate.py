@@ -5,9 +5,12 @@
 Indexes the validation corpus (rag.train.heldout), runs retrieval and the reader on its three
 question sets exactly as answering does, and picks:
 
-- ``answer_threshold``: the highest threshold on the best sentence's score whose false-refusal
-  rate on the answerable questions stays within FALSE_REFUSAL_BUDGET, i.e. as many adversarial
-  and out-of-corpus questions refused as that budget allows;
+- the answerability combination: a logistic regression of "answerable" on the best sentence's
+  reader score and the best chunk's cosine similarity, fitted on the validation questions
+  (answerable vs adversarial and out-of-corpus);
+- ``answer_threshold`` on that combination, and ``sentence_threshold`` on the reader score
+  alone: the highest values whose false-refusal rate on the answerable questions stays within
+  FALSE_REFUSAL_BUDGET, i.e. as many unanswerable questions refused as that budget allows;
 - ``direct_answer_threshold``: the lowest best-sentence score at which the reader's short answer
   leads the quote and is right (SQuAD token F1 >= 0.5 with an expected answer) for at least
   DIRECT_PRECISION of the validation answers that show one;
@@ -49,13 +52,17 @@ def collect(reader_dir: Path, sets_dir: Path, index_dir: Path) -> dict[str, list
     for name in ("answerable", "adversarial", "outside"):
         rows = []
         for item in load_question_set(sets_dir / f"{name}.yaml").items():
-            chunks = bot.searcher.search(item.case.question).chunks
+            retrieval = bot.searcher.search(item.case.question)
+            chunks = retrieval.chunks
             ranked = bot.rank_sentences(item.case.question, chunks)
             rows.append(
                 {
                     "id": item.id,
                     "expected": item.case.expected,
                     "scores": [c.score for c in ranked[:3]],
+                    "dense": retrieval.best_dense,
+                    "bm25": retrieval.best_bm25,
+                    "fused": chunks[0].score if chunks else 0.0,
                     "texts": [chunks[c.chunk_index].text[c.start : c.end] for c in ranked[:3]],
                     "direct": direct_answer(ranked[0], chunks) if ranked else "",
                 }
@@ -109,25 +116,51 @@ def direct_threshold(rows: list[dict], floor: float) -> tuple[float, float, floa
     return best
 
 
-def choose(records: dict[str, list[dict]]) -> dict:
-    answerable = _best(records["answerable"])
-    adversarial = _best(records["adversarial"])
-    outside = _best(records["outside"])
-    candidates = np.unique(np.concatenate([answerable, adversarial, outside]))
+def _threshold(answerable: np.ndarray, others: np.ndarray) -> float:
+    """The highest threshold refusing at most FALSE_REFUSAL_BUDGET of ``answerable``, placed
+    midway to the next lower answerable value (so no validation item sits on the edge)."""
+    candidates = np.unique(np.concatenate([answerable, others]))
     allowed = [t for t in candidates if np.mean(answerable < t) <= FALSE_REFUSAL_BUDGET]
     threshold = float(max(allowed)) if allowed else float(candidates.min())
-    # Midway to the next lower score, so a tie with a validation item does not decide it.
     lower = answerable[answerable < threshold]
-    threshold = float((threshold + lower.max()) / 2) if lower.size else threshold
+    return float((threshold + lower.max()) / 2) if lower.size else threshold
+
+
+def _features(rows: list[dict]) -> np.ndarray:
+    return np.array([[r["scores"][0] if r["scores"] else -1e4, r["dense"]] for r in rows])
+
+
+def choose(records: dict[str, list[dict]]) -> dict:
+    from sklearn.linear_model import LogisticRegression
+
+    rows = records["answerable"] + records["adversarial"] + records["outside"]
+    labels = np.array(
+        [1] * len(records["answerable"]) + [0] * (len(rows) - len(records["answerable"]))
+    )
+    features = _features(rows)
+    model = LogisticRegression(C=1.0, class_weight="balanced").fit(features, labels)
+    (reader_weight, dense_weight), bias = model.coef_[0], model.intercept_[0]
+
+    def logit(name: str) -> np.ndarray:
+        f = _features(records[name])
+        return reader_weight * f[:, 0] + dense_weight * f[:, 1] + bias
+
+    answerable, adversarial, outside = logit("answerable"), logit("adversarial"), logit("outside")
+    threshold = _threshold(answerable, np.concatenate([adversarial, outside]))
+    best = _features(records["answerable"])[:, 0]
+    sentence_threshold = _threshold(best, _features(records["adversarial"])[:, 0])
+    answered = [
+        row
+        for row, value in zip(records["answerable"], answerable, strict=True)
+        if value >= threshold
+    ]
 
     def accuracy(margin: float) -> tuple[float, float]:
         correct, two = 0, 0
-        for row in records["answerable"]:
+        for row in answered:
             scores = row["scores"]
-            if not scores or scores[0] < threshold:
-                continue
             texts = [row["texts"][0]]
-            if len(scores) > 1 and scores[1] >= max(threshold, scores[0] - margin):
+            if len(scores) > 1 and scores[1] >= max(sentence_threshold, scores[0] - margin):
                 texts.append(row["texts"][1])
                 two += 1
             correct += _correct(row, texts)
@@ -137,9 +170,13 @@ def choose(records: dict[str, list[dict]]) -> dict:
     scored = {m: accuracy(m) for m in MARGINS}
     margin = max(MARGINS, key=lambda m: scored[m][0] - SECOND_SENTENCE_COST * scored[m][1])
     top1 = np.mean([_correct(r, r["texts"][:1]) for r in records["answerable"] if r["texts"]])
-    direct, direct_precision, direct_share = direct_threshold(records["answerable"], threshold)
+    direct, direct_precision, direct_share = direct_threshold(answered, -1e4)
     return {
+        "answer_reader_weight": round(float(reader_weight), 4),
+        "answer_dense_weight": round(float(dense_weight), 4),
+        "answer_bias": round(float(bias), 4),
         "answer_threshold": round(threshold, 4),
+        "sentence_threshold": round(sentence_threshold, 4),
         "direct_answer_threshold": round(direct, 4) if direct != float("inf") else 1e4,
         "second_sentence_margin": margin,
         "validation": {
@@ -147,11 +184,22 @@ def choose(records: dict[str, list[dict]]) -> dict:
             "false_refusal_rate": round(float(np.mean(answerable < threshold)), 4),
             "adversarial_refused": round(float(np.mean(adversarial < threshold)), 4),
             "outside_refused": round(float(np.mean(outside < threshold)), 4),
+            "reader_only": {
+                "false_refusal_rate": round(float(np.mean(best < sentence_threshold)), 4),
+                "adversarial_refused": round(
+                    float(np.mean(_features(records["adversarial"])[:, 0] < sentence_threshold)), 4
+                ),
+                "outside_refused": round(
+                    float(np.mean(_features(records["outside"])[:, 0] < sentence_threshold)), 4
+                ),
+            },
             "top1_sentence_has_answer": round(float(top1), 4),
             "answer_accuracy": round(scored[margin][0], 4),
             "two_sentence_share": round(scored[margin][1], 4),
             "direct_answer_precision": round(direct_precision, 4),
-            "direct_answer_share": round(direct_share, 4),
+            "direct_answer_share": round(
+                direct_share * len(answered) / len(records["answerable"]), 4
+            ),
             "direct_precision_target": DIRECT_PRECISION,
             "false_refusal_budget": FALSE_REFUSAL_BUDGET,
             "second_sentence_cost": SECOND_SENTENCE_COST,

@@ -75,11 +75,13 @@ def _say(message: str) -> None:
 
 
 def warm_up(service: Any) -> None:
-    """Load what the first question needs: the embedder, the keyword index, the local LLM."""
+    """Load what the first question needs: the embedder, the reader, the keyword index, the
+    local LLM."""
     from rag.llm import load_chat_model
 
     bot = service.bot
     bot.embedder.encode_query("warm up")
+    bot.reader.score("warm up", [("", "Warm up.")])
     try:
         bot.searcher.bm25()
     except RagError as error:  # a stopped Chroma server: serve anyway, questions will say so

@@ -114,6 +114,9 @@ def ingest_killed_when(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A runner started in the background (`pytest &`, some CI shells) ignores SIGINT, and
+        # children inherit that: restore the default so Ctrl-C reaches the ingest as it would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + timeout
     try:

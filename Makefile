@@ -80,17 +80,20 @@ RAG := $(VENV)/bin/rag
 eval-gate: heldout
 	$(RAG) ingest seeds --index $(GATE)/seed >/dev/null
 	$(RAG) eval evals/seed.yaml --index $(GATE)/seed --json $(GATE)/seed.json \
-	  GATE_SEED
+	  --fail-under answer_accuracy=0.85,refusal_accuracy=0.4,citation_accuracy=0.9 \
+	  --fail-over false_refusal_rate=0.1,uncited_sentence_rate=0
 	$(RAG) ingest evals/corpora/handbook --index $(GATE)/handbook >/dev/null
 	$(RAG) eval evals/handbook.yaml --index $(GATE)/handbook --json $(GATE)/handbook.json \
-	  GATE_HANDBOOK
+	  --fail-under answer_accuracy=0.52,refusal_accuracy=0.28,citation_accuracy=0.7 \
+	  --fail-over false_refusal_rate=0.16,uncited_sentence_rate=0
 	$(RAG) ingest build/heldout/test/corpus --index $(GATE)/heldout >/dev/null
 	$(RAG) eval build/heldout/test/answerable.yaml --index $(GATE)/heldout \
-	  --json $(GATE)/answerable.json GATE_ANSWERABLE
+	  --json $(GATE)/answerable.json --fail-under answer_accuracy=0.74,citation_accuracy=0.76 \
+	  --fail-over false_refusal_rate=0.06,uncited_sentence_rate=0
 	$(RAG) eval build/heldout/test/adversarial.yaml --index $(GATE)/heldout \
-	  --json $(GATE)/adversarial.json GATE_ADVERSARIAL
+	  --json $(GATE)/adversarial.json --fail-under refusal_accuracy=0.13
 	$(RAG) eval build/heldout/test/outside.yaml --index $(GATE)/heldout \
-	  --json $(GATE)/outside.json GATE_OUTSIDE
+	  --json $(GATE)/outside.json --fail-under refusal_accuracy=0.72
 
 clean:
 	rm -rf $(VENV) index/* data reports .pytest_cache .ruff_cache

@@ -121,7 +121,10 @@ class Settings(BaseSettings):
 
     # Answering
     llm: str = Field(
-        "local", description="local | extractive | gguf:/path.gguf | ollama:MODEL | openai:MODEL"
+        "extractive",
+        description="extractive (the reader quotes and leads with its short answer; the "
+        "default: on held-out articles SmolLM2-135M added no accuracy and 3-5x the latency) | "
+        "local (SmolLM2-135M) | gguf:/path.gguf | ollama:MODEL | openai:MODEL",
     )
     llm_max_tokens: int | None = Field(
         None,

@@ -29,9 +29,10 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def browser_ui(browser: Any, seed_index: Settings, tmp_path_factory: pytest.TempPathFactory):
-    """The app as `rag serve` starts it by default (the local LLM), on a private index copy."""
+    """The app as `rag serve` starts it, with the local LLM (its drafts stream), on a private
+    index copy."""
     index = copy_index(seed_index.index_dir, tmp_path_factory.mktemp("ui-browser") / "index")
-    with running_ui(index) as process:
+    with running_ui(index, env={"RAG_LLM": "local"}) as process:
         yield process
 
 

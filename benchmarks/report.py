@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,47 @@ def details(results: dict[str, Any]) -> list[str]:
     return out
 
 
+GATE_DIR = Path(__file__).resolve().parent.parent / "build" / "gate"
+QUALITY_SETS = (
+    ("answerable", "held-out SQuAD, answerable (21 test articles)"),
+    ("adversarial", "held-out SQuAD 2.0 adversarial near misses"),
+    ("outside", "held-out questions about articles not indexed"),
+    ("seed", "`evals/seed.yaml`"),
+    ("handbook", "`evals/handbook.yaml`"),
+)
+
+
+def answer_quality_table(folder: Path = GATE_DIR) -> list[str]:
+    """Answer quality from the `rag eval --json` files `make eval-gate` writes (empty when it
+    has not run)."""
+    rows = []
+    for name, label in QUALITY_SETS:
+        path = folder / f"{name}.json"
+        if not path.is_file():
+            continue
+        metrics = json.loads(path.read_text())["metrics"]
+        cells = [
+            _num(metrics.get(key), 3)
+            for key in (
+                "answer_accuracy",
+                "false_refusal_rate",
+                "citation_accuracy",
+                "refusal_accuracy",
+            )
+        ]
+        rows.append(f"| {label} ({metrics.get('n_questions')}) | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    return [
+        "## Answer quality (`make eval-gate`, default extractive mode)",
+        "",
+        "| Set (questions) | Answer accuracy | False refusals | Citation accuracy | Refused |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
 def markdown(results: dict[str, Any], notes: bool = True) -> str:
     machine = results.get("machine") or {}
     mode = "quick (subsets, see JSON)" if results.get("quick") else "full"
@@ -171,6 +213,7 @@ def markdown(results: dict[str, Any], notes: bool = True) -> str:
         "",
         *targets_table(results),
         "",
+        *answer_quality_table(),
         "## Retrieval quality: SciFact (BEIR) test split",
         "",
         *scifact_table(results),

@@ -8,24 +8,32 @@ supported is left the answer falls back to sentences quoted from the documents, 
 
 from __future__ import annotations
 
-import re
 import threading
 import time
-import unicodedata
-from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import Runnable, RunnableGenerator, RunnableLambda
-from pydantic import BaseModel, Field
 
-from rag.chunking import sentence_spans
+from rag.answer.citations import compose_answer, direct_answer, retrieved_info
+from rag.answer.condense import History, condense_heuristic, condense_with_llm, is_follow_up
+from rag.answer.models import REFUSAL_PREFIX, Answer, Candidate, StreamEvent, Timings
+from rag.answer.text import REFUSAL_PHRASES, WORD, clean_question
+from rag.answer.verify import (
+    Support,
+    Verifier,
+    adds_information,
+    choose_support,
+    drop_lead_in,
+    list_end,
+    new_words,
+    split_answer,
+)
 from rag.config import RagError, Settings, load_settings
-from rag.embeddings import Embedder, get_embedder
+from rag.embeddings import get_embedder
 from rag.llm import LLMSpec, LLMUnavailableError, endpoint, load_chat_model, parse_spec
 from rag.reader import READER_DIR, Reader, get_reader
 from rag.retrieval import HybridSearcher, RetrievalResult, RetrievedChunk
@@ -37,354 +45,9 @@ from rag.retrieval import HybridSearcher, RetrievalResult, RetrievedChunk
 MIN_SUPPORT = 0.55
 WEAK_MODEL_MIN_SUPPORT = 0.75
 LOCAL_CONTEXT_CHARS = 600
-REFUSAL_PREFIX = "The documents don't say"
 MAX_EXTRACTIVE_SENTENCES = 2
 # Sentences the reader scores per question (the best by embedding similarity to it).
 MAX_READER_CANDIDATES = 24
-
-
-class QuestionError(RagError):
-    """The question cannot be asked (empty, or nothing left after cleaning)."""
-
-
-# Public data model (the `rag ask --json` contract) -------------------------------------------
-
-
-class Citation(BaseModel):
-    n: int
-    source: str
-    chunk_id: str
-    page: int | None = None
-    start: int = Field(description="Start of the supporting span, as a char offset in the source.")
-    end: int
-    quote: str = Field(description="The exact supporting span of the source text.")
-    chunk_start: int = Field(0, exclude=True)
-    chunk_index: int = Field(0, exclude=True, description="Position of the chunk in its file.")
-    chunk_text: str = Field("", exclude=True)
-    title: str = Field("", exclude=True)
-
-
-class RetrievedInfo(BaseModel):
-    chunk_id: str
-    source: str
-    score: float
-    text: str
-    page: int | None = Field(None, exclude=True)
-    title: str = Field("", exclude=True)
-    dense_score: float | None = Field(None, exclude=True)
-
-
-class Timings(BaseModel):
-    retrieve_s: float = 0.0
-    generate_s: float = 0.0
-    total_s: float = 0.0
-
-
-class Answer(BaseModel):
-    question: str
-    standalone_question: str
-    answer: str
-    refused: bool
-    citations: list[Citation] = Field(default_factory=list)
-    retrieved: list[RetrievedInfo] = Field(default_factory=list)
-    llm: str
-    timings: Timings = Field(default_factory=Timings)
-    draft: str = Field("", exclude=True, description="The unverified model output.")
-    mode: str = Field("", exclude=True, description="generated | extractive | refused")
-    direct: str = Field("", exclude=True, description="The short answer the text leads with.")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Exactly the ``rag ask --json`` object."""
-        return self.model_dump(mode="json")
-
-
-@dataclass
-class StreamEvent:
-    """``token``: more draft text; ``final``: the verified answer (replaces the draft)."""
-
-    kind: Literal["token", "final"]
-    text: str = ""
-    answer: Answer | None = None
-
-
-# Text helpers ----------------------------------------------------------------------------
-
-_WORD = re.compile(r"[^\W_]+(?:[.,'’][^\W_]+)*", re.UNICODE)
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-_MARKER = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
-_REFUSAL = re.compile(
-    r"\b(i (do not|don't|dont) know|not (mentioned|provided|stated|specified|included) in|"
-    r"(documents?|sources?|context|text) (do(es)? not|don't|doesn't) (say|mention|contain|"
-    r"provide|specify|state)|no (information|mention)|cannot (answer|find|determine)|"
-    r"unable to (answer|find|determine))\b",
-    re.IGNORECASE,
-)
-
-
-def _stopwords() -> frozenset[str]:
-    from bm25s.stopwords import STOPWORDS_EN_PLUS
-
-    return frozenset(STOPWORDS_EN_PLUS)
-
-
-_STOP = _stopwords()
-_STEMMER_LOCAL = threading.local()
-
-
-def _stem(word: str) -> str:
-    stemmer = getattr(_STEMMER_LOCAL, "stemmer", None)
-    if stemmer is None:
-        import Stemmer
-
-        stemmer = _STEMMER_LOCAL.stemmer = Stemmer.Stemmer("english")
-    return stemmer.stemWord(word)
-
-
-def content_terms(text: str) -> list[str]:
-    """Lower-cased, stemmed words that carry content (stopwords dropped)."""
-    words = (word.lower() for word in _WORD.findall(text))
-    return [_stem(word) for word in words if word not in _STOP and not word.isdigit()]
-
-
-def numbers_in(text: str) -> set[str]:
-    return {number.replace(",", "") for number in _NUMBER.findall(text)}
-
-
-def clean_question(question: str, max_chars: int) -> str:
-    """Normalise a user question: control characters removed, whitespace collapsed, length
-    capped at a word boundary. Raises QuestionError when nothing is left."""
-    if question is None:
-        raise QuestionError("the question is empty")
-    text = unicodedata.normalize("NFC", str(question))
-    text = _ANSI_ESCAPE.sub(" ", text)
-    text = _CONTROL.sub(" ", text)
-    text = re.sub(r"\s+", " ", text).strip()
-    if not text:
-        raise QuestionError("the question is empty: type a question about your documents")
-    if not _WORD.search(text):
-        raise QuestionError("the question has no words in it: type a question about your documents")
-    if len(text) > max_chars:
-        cut = text.rfind(" ", 0, max_chars)
-        text = text[: cut if cut > max_chars // 2 else max_chars].rstrip()
-    return text
-
-
-# Follow-up questions ---------------------------------------------------------------------
-
-_FOLLOW_UP_START = re.compile(
-    r"^(and|also|but|so|then|what about|how about|and what|what else|why|how so|which ones?)\b",
-    re.IGNORECASE,
-)
-_ANAPHORA = re.compile(
-    r"\b(it|its|they|them|their|theirs|this|that|these|those|he|she|him|her|his|hers|there|"
-    r"such|same|former|latter|the above|above)\b",
-    re.IGNORECASE,
-)
-
-History = Sequence[Any]
-
-
-def _history_turns(history: History | None) -> list[tuple[str, str]]:
-    """(user, assistant) pairs from history given as pairs or as role/content messages."""
-    if not history:
-        return []
-    turns: list[tuple[str, str]] = []
-    pending_user: str | None = None
-    for item in history:
-        if isinstance(item, dict) or hasattr(item, "role"):
-            role = item["role"] if isinstance(item, dict) else item.role
-            content = item["content"] if isinstance(item, dict) else item.content
-            content = content if isinstance(content, str) else _text_of(content)
-            if role == "user":
-                if pending_user is not None:
-                    turns.append((pending_user, ""))
-                pending_user = content
-            elif role == "assistant" and pending_user is not None:
-                turns.append((pending_user, content))
-                pending_user = None
-        elif isinstance(item, (list, tuple)) and len(item) == 2:
-            turns.append((_text_of(item[0]), _text_of(item[1])))
-    if pending_user is not None:
-        turns.append((pending_user, ""))
-    return turns
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, dict):
-        return str(content.get("text") or content.get("content") or "")
-    if isinstance(content, (list, tuple)):
-        return " ".join(_text_of(part) for part in content)
-    return "" if content is None else str(content)
-
-
-def is_follow_up(question: str) -> bool:
-    """Does the question lean on the conversation (pronouns, 'and what about', very short)?"""
-    words = _WORD.findall(question)
-    return bool(
-        _FOLLOW_UP_START.search(question.strip()) or _ANAPHORA.search(question) or len(words) <= 3
-    )
-
-
-def condense_heuristic(question: str, history: History | None) -> str:
-    """Standalone question without an LLM: a follow-up carries the previous question with it."""
-    turns = _history_turns(history)
-    if not turns or not is_follow_up(question):
-        return question
-    # A follow-up refers to the last question that got an answer, not to a refused one.
-    answered = [user for user, reply in turns if not reply.startswith(REFUSAL_PREFIX)]
-    previous = (answered[-1] if answered else turns[-1][0]).strip()
-    if not previous:
-        return question
-    return f"{previous.rstrip()} {question}"
-
-
-_CONDENSE_PROMPT = (
-    "Rewrite the last user question as one standalone question that can be understood "
-    "without the conversation. Reply with the question only.\n\nConversation:\n{conversation}"
-    "\n\nLast question: {question}\nStandalone question:"
-)
-
-
-def condense_with_llm(model: BaseChatModel, question: str, history: History | None) -> str:
-    """Standalone question written by a capable LLM; the heuristic when it gives nothing usable."""
-    turns = _history_turns(history)
-    if not turns:
-        return question
-    conversation = "\n".join(
-        f"User: {user}\nAssistant: {assistant[:500]}" for user, assistant in turns[-3:]
-    )
-    prompt = _CONDENSE_PROMPT.format(conversation=conversation, question=question)
-    try:
-        reply = str(model.invoke([HumanMessage(content=prompt)]).content).strip()
-    except Exception:
-        return condense_heuristic(question, history)
-    reply = reply.splitlines()[0].strip().strip('"') if reply else ""
-    if not reply or len(reply) > 4 * len(question) + 200:
-        return condense_heuristic(question, history)
-    return reply
-
-
-# Verification ----------------------------------------------------------------------------
-
-
-@dataclass
-class Support:
-    """The best supporting span for an answer sentence."""
-
-    chunk_index: int  # 0-based position in the retrieved list
-    start: int  # absolute offsets in the source text
-    end: int
-    score: float
-
-
-@dataclass
-class _ChunkSentences:
-    spans: list[tuple[int, int]]  # offsets within the chunk text
-    windows: list[tuple[int, int]]  # 1- and 2-sentence windows, offsets within the chunk
-    terms: list[set[str]]
-    numbers: list[set[str]]
-    vectors: np.ndarray
-
-
-class Verifier:
-    """Scores how well retrieved chunks support answer sentences; caches chunk sentence vectors."""
-
-    def __init__(self, embedder: Embedder, cache_size: int = 2048):
-        self.embedder = embedder
-        self._cache: OrderedDict[str, _ChunkSentences] = OrderedDict()
-        self._cache_size = cache_size
-        self._lock = threading.Lock()
-
-    def chunk_sentences(self, chunk: RetrievedChunk) -> _ChunkSentences:
-        with self._lock:
-            cached = self._cache.get(chunk.chunk_id)
-            if cached is not None:
-                self._cache.move_to_end(chunk.chunk_id)
-                return cached
-        spans = sentence_spans(chunk.text) or [(0, len(chunk.text))]
-        windows = list(spans) + [(spans[i][0], spans[i + 1][1]) for i in range(len(spans) - 1)]
-        texts = [chunk.text[a:b] for a, b in windows]
-        entry = _ChunkSentences(
-            spans=spans,
-            windows=windows,
-            terms=[set(content_terms(text)) for text in texts],
-            numbers=[numbers_in(text) for text in texts],
-            vectors=self.embedder.encode(texts),
-        )
-        with self._lock:
-            self._cache[chunk.chunk_id] = entry
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        return entry
-
-    def support(
-        self, sentences: list[str], chunks: list[RetrievedChunk], single_only: bool = False
-    ) -> list[list[tuple[float, int, int]]]:
-        """For each sentence, per chunk: (support score, window start, window end) of the best
-        window (offsets within the chunk). Support blends the share of the sentence's content
-        words found in the window with embedding similarity; a number absent from the window
-        zeroes it. ``single_only``: one source sentence must support it alone (no two-sentence
-        windows, which let a small model weld a clause of one sentence onto another)."""
-        if not sentences or not chunks:
-            return [[] for _ in sentences]
-        vectors = self.embedder.encode(sentences)
-        table: list[list[tuple[float, int, int]]] = []
-        per_chunk = [self.chunk_sentences(chunk) for chunk in chunks]
-        for sentence, vector in zip(sentences, vectors, strict=True):
-            terms = set(content_terms(sentence))
-            numbers = numbers_in(sentence)
-            row: list[tuple[float, int, int]] = []
-            for info in per_chunk:
-                similarities = info.vectors @ vector
-                best = (0.0, 0, 0)
-                single = len(info.spans)
-                for w, (a, b) in enumerate(info.windows):
-                    if single_only and w >= single:
-                        break
-                    # Numbers must all appear in one source sentence: a two-sentence window
-                    # would let "70%" borrow "90%" from its neighbour.
-                    if numbers and (w >= single or not numbers <= info.numbers[w]):
-                        continue
-                    lexical = len(terms & info.terms[w]) / len(terms) if terms else 0.0
-                    score = 0.5 * lexical + 0.5 * float(similarities[w])
-                    if score > best[0]:
-                        best = (score, a, b)
-                row.append(best)
-            table.append(row)
-        return table
-
-
-_LEADING_MARKERS = re.compile(r"^(?:\s*\[\d+(?:\s*[,;]\s*\d+)*\])+")
-
-
-def _marker_numbers(text: str) -> list[int]:
-    return [int(n) for group in _MARKER.findall(text) for n in re.split(r"[,;]", group)]
-
-
-def split_answer(text: str) -> list[tuple[str, list[int]]]:
-    """Answer sentences with the [n] markers each carried (markers removed from the text).
-
-    A marker right after a sentence's final period ("First. [1] Second. [2]") belongs to the
-    sentence before it."""
-    pieces: list[tuple[str, list[int]]] = []
-    for a, b in sentence_spans(text):
-        sentence = text[a:b]
-        lead = _LEADING_MARKERS.match(sentence)
-        if lead and pieces:
-            pieces[-1][1].extend(_marker_numbers(lead.group(0)))
-            sentence = sentence[lead.end() :]
-        markers = _marker_numbers(sentence)
-        clean = _MARKER.sub("", sentence).strip()
-        if not _WORD.search(clean):
-            if pieces and markers:  # a marker that trailed the sentence end: "… sentence. [2]"
-                pieces[-1][1].extend(markers)
-            continue
-        pieces.append((clean, markers))
-    return pieces
 
 
 # The pipeline ----------------------------------------------------------------------------
@@ -399,19 +62,6 @@ SYSTEM_PROMPT = (
 def refusal_text(reason: str | None = None) -> str:
     base = f"{REFUSAL_PREFIX}: I found nothing in the indexed documents that answers this."
     return f"{base} ({reason})" if reason else base
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A sentence of a retrieved chunk (a lead-in with the list it introduces), as the reader
-    scored it for the question. Offsets are within the chunk's text."""
-
-    score: float
-    chunk_index: int
-    start: int
-    end: int
-    answer_start: int  # the reader's short answer inside the sentence
-    answer_end: int
 
 
 @dataclass
@@ -661,7 +311,7 @@ class RAG:
         generate_s = time.perf_counter() - generate_started
         ranked = state.ranked or self.read(state, chunks)
         pieces = split_answer(draft) if draft.strip() else []
-        said_unknown = bool(_REFUSAL.search(draft)) and len(pieces) <= 2
+        said_unknown = bool(REFUSAL_PHRASES.search(draft)) and len(pieces) <= 2
         if said_unknown and state.spec.kind != "local":
             # A capable model that read the passages and found no answer is believed; the tiny
             # default model says "I don't know" too readily, so its answer is quoted instead.
@@ -679,11 +329,11 @@ class RAG:
             bar = max(bar, ranked[0].score - self.reader.calibration.second_sentence_margin)
         kept: list[tuple[str, Support]] = []
         if pieces and not said_unknown:
-            texts = [_drop_lead_in(text) for text, _ in pieces]
+            texts = [drop_lead_in(text) for text, _ in pieces]
             table = self.verifier.support(texts, chunks, single_only=weak)
             supported: list[tuple[str, Support]] = []
             for text, (_, markers), row in zip(texts, pieces, table, strict=True):
-                support = _choose_support(row, markers, chunks)
+                support = choose_support(row, markers, chunks)
                 if (
                     support is not None
                     and support.score >= min_support
@@ -716,7 +366,7 @@ class RAG:
             answer=text,
             refused=False,
             citations=citations,
-            retrieved=_retrieved_info(chunks),
+            retrieved=retrieved_info(chunks),
             llm=state.spec.label,
             timings=Timings(
                 retrieve_s=round(state.retrieve_s, 4),
@@ -730,7 +380,7 @@ class RAG:
 
     def read(self, state: _State, chunks: list[RetrievedChunk]) -> list[Candidate]:
         """The reader's ranking of the retrieved sentences. A follow-up condensed with the
-        previous question ("… microelectronics …? And what about machine tools?") is read as
+        previous question ("When did the ferry start? And what about the bridge?") is read as
         asked when the reader finds an answer to it in the passages the condensed question
         retrieved, else as condensed."""
         if not chunks:
@@ -755,10 +405,10 @@ class RAG:
             info = self.verifier.chunk_sentences(chunk)
             similarities = info.vectors[: len(info.spans)] @ query_vector
             for s, (a, _) in enumerate(info.spans):
-                last = _list_end(chunk.text, info.spans, s)
+                last = list_end(chunk.text, info.spans, s)
                 b = info.spans[last][1]
                 key = (chunk.source, chunk.start + a, chunk.start + b)
-                if key in seen or not _WORD.search(chunk.text[a:b]):
+                if key in seen or not WORD.search(chunk.text[a:b]):
                     continue
                 seen.add(key)
                 pool.append((float(similarities[s : last + 1].max()), index, a, b))
@@ -824,7 +474,7 @@ class RAG:
             answer=refusal_text(reason),
             refused=True,
             citations=[],
-            retrieved=_retrieved_info(chunks),
+            retrieved=retrieved_info(chunks),
             llm=state.spec.label,
             timings=Timings(
                 retrieve_s=round(state.retrieve_s, 4),
@@ -832,157 +482,6 @@ class RAG:
             ),
             mode="refused",
         )
-
-
-_YES_NO_QUESTION = re.compile(
-    r"^(is|are|was|were|do|does|did|can|could|has|have|had|will|would|should|shall|may|might)\b",
-    re.IGNORECASE,
-)
-_YES_NO_ANSWER = re.compile(r"^(yes|no)\b", re.IGNORECASE)
-
-
-def adds_information(sentence: str, question: str) -> bool:
-    """Does the sentence say something the question did not (not a mere echo of it)?"""
-    if _YES_NO_QUESTION.match(question.strip()) and _YES_NO_ANSWER.match(sentence.strip()):
-        return True
-    new_terms = set(content_terms(sentence)) - set(content_terms(question))
-    return bool(new_terms) or bool(numbers_in(sentence) - numbers_in(question))
-
-
-MAX_LIST_CHARS = 600
-LIST_ITEM = re.compile(r"^\s*([-*•+]|\d+[.)]|[a-z][.)]|\|)\s*")
-
-
-def _list_end(text: str, spans: list[tuple[int, int]], index: int) -> int:
-    """Index of the last span of the list a lead-in ("…these rates:") introduces, else index."""
-    a, b = spans[index]
-    if not text[a:b].rstrip().endswith(":"):
-        return index
-    last = index
-    while (
-        last + 1 < len(spans)
-        and LIST_ITEM.match(text[spans[last + 1][0] : spans[last + 1][1]])
-        and spans[last + 1][1] - a <= MAX_LIST_CHARS
-    ):
-        last += 1
-    return last
-
-
-_LEAD_IN = re.compile(r"^[^:]{3,80}:\s+(?=\S)")
-
-
-def _drop_lead_in(sentence: str) -> str:
-    """'The answer is: X' → 'X' (small models wrap quotes in such lead-ins)."""
-    match = _LEAD_IN.match(sentence)
-    if match and not _NUMBER.search(match.group(0)):
-        rest = sentence[match.end() :]
-        if len(_WORD.findall(rest)) >= 3:
-            return rest
-    return sentence
-
-
-def new_words(sentence: str, support: Support, chunks: list[RetrievedChunk]) -> set[str]:
-    """Content words of an answer sentence that its supporting span does not contain. A tiny
-    model welds the question's words onto an unrelated fact ("… engines to Russia's space
-    programme"); lexical overlap and embeddings both score such a sentence high."""
-    chunk = chunks[support.chunk_index]
-    span = chunk.text[support.start - chunk.start : support.end - chunk.start]
-    return set(content_terms(sentence)) - set(content_terms(span))
-
-
-def _choose_support(
-    row: list[tuple[float, int, int]], markers: list[int], chunks: list[RetrievedChunk]
-) -> Support | None:
-    """The best-supporting chunk; the one the model cited wins when it is nearly as good."""
-    if not row:
-        return None
-    best_index = max(range(len(row)), key=lambda i: row[i][0])
-    for n in markers:
-        i = n - 1
-        if 0 <= i < len(row) and row[i][0] >= row[best_index][0] - 0.05:
-            best_index = i
-            break
-    score, a, b = row[best_index]
-    chunk = chunks[best_index]
-    return Support(best_index, chunk.start + a, chunk.start + b, score)
-
-
-DIRECT_MAX_SHARE = 0.6  # a short answer is led with only when it is this much shorter
-DIRECT_MAX_WORDS = 10  # ... and a phrase, not a clause (SQuAD's answers are mostly 1-5 words)
-_EDGE_PUNCTUATION = " \t\n,;:.()[]\"'“”‘’"
-
-
-def direct_answer(best: Candidate, chunks: list[RetrievedChunk]) -> str:
-    """The reader's short answer in the best sentence ("1990", "about 90%"), or "" when it is
-    most of the sentence anyway, or the best candidate is a lead-in with its list."""
-    text = chunks[best.chunk_index].text
-    block = text[best.start : best.end]
-    if len(sentence_spans(block)) > 1:
-        return ""
-    span = " ".join(text[best.answer_start : best.answer_end].split()).strip(_EDGE_PUNCTUATION)
-    sentence = " ".join(block.split())
-    too_long = len(span) > DIRECT_MAX_SHARE * len(sentence) or len(span.split()) > DIRECT_MAX_WORDS
-    if not _WORD.search(span) or too_long:
-        return ""
-    return span
-
-
-def compose_answer(
-    kept: list[tuple[str, Support]], chunks: list[RetrievedChunk], direct: str = ""
-) -> tuple[str, list[Citation]]:
-    """Answer text with one [n] per sentence, and the citations those numbers point to. A
-    direct answer found in the first kept sentence leads it: "1990 — The first … 1990 … [1]"."""
-    numbers: dict[tuple[int, int, int], int] = {}
-    citations: list[Citation] = []
-    parts: list[str] = []
-    for position, (text, support) in enumerate(kept):
-        key = (support.chunk_index, support.start, support.end)
-        if key not in numbers:
-            chunk = chunks[support.chunk_index]
-            numbers[key] = len(numbers) + 1
-            local_start = support.start - chunk.start
-            local_end = support.end - chunk.start
-            citations.append(
-                Citation(
-                    n=numbers[key],
-                    source=chunk.source,
-                    chunk_id=chunk.chunk_id,
-                    page=chunk.page,
-                    start=support.start,
-                    end=support.end,
-                    quote=chunk.text[local_start:local_end],
-                    chunk_start=chunk.start,
-                    chunk_index=int(chunk.metadata.get("chunk_index", 0)),
-                    chunk_text=chunk.text,
-                    title=chunk.title,
-                )
-            )
-        # Line breaks of the source (wrapped PDF lines, list items) read as spaces in an answer;
-        # the citation keeps the exact quote.
-        sentence = " ".join(text.split())
-        if sentence and sentence[-1] not in ".!?…\"'”’;:":
-            sentence += "."
-        if position == 0 and direct and direct in sentence and not sentence.startswith(direct):
-            sentence = f"{direct} — {sentence}"
-        # A quote of several sentences (a lead-in and its list) cites after each of them.
-        spans = sentence_spans(sentence) or [(0, len(sentence))]
-        parts.append(" ".join(f"{sentence[a:b]} [{numbers[key]}]" for a, b in spans))
-    return " ".join(parts), citations
-
-
-def _retrieved_info(chunks: list[RetrievedChunk]) -> list[RetrievedInfo]:
-    return [
-        RetrievedInfo(
-            chunk_id=chunk.chunk_id,
-            source=chunk.source,
-            score=round(float(chunk.score), 6),
-            text=chunk.text,
-            page=chunk.page,
-            title=chunk.title,
-            dense_score=chunk.dense_score,
-        )
-        for chunk in chunks
-    ]
 
 
 _DEFAULT: dict[tuple[str, ...], RAG] = {}

@@ -1,0 +1,86 @@
+"""Composing the answer text: the direct answer, [n] markers and the citations they point to."""
+
+from __future__ import annotations
+
+from rag.answer.models import Candidate, Citation, RetrievedInfo
+from rag.answer.text import WORD
+from rag.answer.verify import Support
+from rag.chunking import sentence_spans
+from rag.retrieval import RetrievedChunk
+
+DIRECT_MAX_SHARE = 0.6  # a short answer is led with only when it is this much shorter
+DIRECT_MAX_WORDS = 10  # ... and a phrase, not a clause (SQuAD's answers are mostly 1-5 words)
+_EDGE_PUNCTUATION = " \t\n,;:.()[]\"'“”‘’"
+
+
+def direct_answer(best: Candidate, chunks: list[RetrievedChunk]) -> str:
+    """The reader's short answer in the best sentence ("1990", "about 90%"), or "" when it is
+    most of the sentence anyway, or the best candidate is a lead-in with its list."""
+    text = chunks[best.chunk_index].text
+    block = text[best.start : best.end]
+    if len(sentence_spans(block)) > 1:
+        return ""
+    span = " ".join(text[best.answer_start : best.answer_end].split()).strip(_EDGE_PUNCTUATION)
+    sentence = " ".join(block.split())
+    too_long = len(span) > DIRECT_MAX_SHARE * len(sentence) or len(span.split()) > DIRECT_MAX_WORDS
+    if not WORD.search(span) or too_long:
+        return ""
+    return span
+
+
+def compose_answer(
+    kept: list[tuple[str, Support]], chunks: list[RetrievedChunk], direct: str = ""
+) -> tuple[str, list[Citation]]:
+    """Answer text with one [n] per sentence, and the citations those numbers point to. A
+    direct answer found in the first kept sentence leads it: "1990 — The first … 1990 … [1]"."""
+    numbers: dict[tuple[int, int, int], int] = {}
+    citations: list[Citation] = []
+    parts: list[str] = []
+    for position, (text, support) in enumerate(kept):
+        key = (support.chunk_index, support.start, support.end)
+        if key not in numbers:
+            chunk = chunks[support.chunk_index]
+            numbers[key] = len(numbers) + 1
+            local_start = support.start - chunk.start
+            local_end = support.end - chunk.start
+            citations.append(
+                Citation(
+                    n=numbers[key],
+                    source=chunk.source,
+                    chunk_id=chunk.chunk_id,
+                    page=chunk.page,
+                    start=support.start,
+                    end=support.end,
+                    quote=chunk.text[local_start:local_end],
+                    chunk_start=chunk.start,
+                    chunk_index=int(chunk.metadata.get("chunk_index", 0)),
+                    chunk_text=chunk.text,
+                    title=chunk.title,
+                )
+            )
+        # Line breaks of the source (wrapped PDF lines, list items) read as spaces in an answer;
+        # the citation keeps the exact quote.
+        sentence = " ".join(text.split())
+        if sentence and sentence[-1] not in ".!?…\"'”’;:":
+            sentence += "."
+        if position == 0 and direct and direct in sentence and not sentence.startswith(direct):
+            sentence = f"{direct} — {sentence}"
+        # A quote of several sentences (a lead-in and its list) cites after each of them.
+        spans = sentence_spans(sentence) or [(0, len(sentence))]
+        parts.append(" ".join(f"{sentence[a:b]} [{numbers[key]}]" for a, b in spans))
+    return " ".join(parts), citations
+
+
+def retrieved_info(chunks: list[RetrievedChunk]) -> list[RetrievedInfo]:
+    return [
+        RetrievedInfo(
+            chunk_id=chunk.chunk_id,
+            source=chunk.source,
+            score=round(float(chunk.score), 6),
+            text=chunk.text,
+            page=chunk.page,
+            title=chunk.title,
+            dense_score=chunk.dense_score,
+        )
+        for chunk in chunks
+    ]

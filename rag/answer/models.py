@@ -1,0 +1,89 @@
+"""The answer's data model: the ``rag ask --json`` contract and the stream events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from rag.config import RagError
+
+REFUSAL_PREFIX = "The documents don't say"
+
+
+class QuestionError(RagError):
+    """The question cannot be asked (empty, or nothing left after cleaning)."""
+
+
+# Public data model (the `rag ask --json` contract) -------------------------------------------
+
+
+class Citation(BaseModel):
+    n: int
+    source: str
+    chunk_id: str
+    page: int | None = None
+    start: int = Field(description="Start of the supporting span, as a char offset in the source.")
+    end: int
+    quote: str = Field(description="The exact supporting span of the source text.")
+    chunk_start: int = Field(0, exclude=True)
+    chunk_index: int = Field(0, exclude=True, description="Position of the chunk in its file.")
+    chunk_text: str = Field("", exclude=True)
+    title: str = Field("", exclude=True)
+
+
+class RetrievedInfo(BaseModel):
+    chunk_id: str
+    source: str
+    score: float
+    text: str
+    page: int | None = Field(None, exclude=True)
+    title: str = Field("", exclude=True)
+    dense_score: float | None = Field(None, exclude=True)
+
+
+class Timings(BaseModel):
+    retrieve_s: float = 0.0
+    generate_s: float = 0.0
+    total_s: float = 0.0
+
+
+class Answer(BaseModel):
+    question: str
+    standalone_question: str
+    answer: str
+    refused: bool
+    citations: list[Citation] = Field(default_factory=list)
+    retrieved: list[RetrievedInfo] = Field(default_factory=list)
+    llm: str
+    timings: Timings = Field(default_factory=Timings)
+    draft: str = Field("", exclude=True, description="The unverified model output.")
+    mode: str = Field("", exclude=True, description="generated | extractive | refused")
+    direct: str = Field("", exclude=True, description="The short answer the text leads with.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Exactly the ``rag ask --json`` object."""
+        return self.model_dump(mode="json")
+
+
+@dataclass
+class StreamEvent:
+    """``token``: more draft text; ``final``: the verified answer (replaces the draft)."""
+
+    kind: Literal["token", "final"]
+    text: str = ""
+    answer: Answer | None = None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A sentence of a retrieved chunk (a lead-in with the list it introduces), as the reader
+    scored it for the question. Offsets are within the chunk's text."""
+
+    score: float
+    chunk_index: int
+    start: int
+    end: int
+    answer_start: int  # the reader's short answer inside the sentence
+    answer_end: int

@@ -1,0 +1,72 @@
+"""Text helpers shared by answering: words, numbers, content terms, question cleaning."""
+
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+
+from rag.answer.models import QuestionError
+
+# Text helpers ----------------------------------------------------------------------------
+
+WORD = re.compile(r"[^\W_]+(?:[.,'’][^\W_]+)*", re.UNICODE)
+NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+MARKER = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+REFUSAL_PHRASES = re.compile(
+    r"\b(i (do not|don't|dont) know|not (mentioned|provided|stated|specified|included) in|"
+    r"(documents?|sources?|context|text) (do(es)? not|don't|doesn't) (say|mention|contain|"
+    r"provide|specify|state)|no (information|mention)|cannot (answer|find|determine)|"
+    r"unable to (answer|find|determine))\b",
+    re.IGNORECASE,
+)
+
+
+def _stopwords() -> frozenset[str]:
+    from bm25s.stopwords import STOPWORDS_EN_PLUS
+
+    return frozenset(STOPWORDS_EN_PLUS)
+
+
+STOPWORDS = _stopwords()
+_STEMMER_LOCAL = threading.local()
+
+
+def stem(word: str) -> str:
+    stemmer = getattr(_STEMMER_LOCAL, "stemmer", None)
+    if stemmer is None:
+        import Stemmer
+
+        stemmer = _STEMMER_LOCAL.stemmer = Stemmer.Stemmer("english")
+    return stemmer.stemWord(word)
+
+
+def content_terms(text: str) -> list[str]:
+    """Lower-cased, stemmed words that carry content (stopwords dropped)."""
+    words = (word.lower() for word in WORD.findall(text))
+    return [stem(word) for word in words if word not in STOPWORDS and not word.isdigit()]
+
+
+def numbers_in(text: str) -> set[str]:
+    return {number.replace(",", "") for number in NUMBER.findall(text)}
+
+
+def clean_question(question: str, max_chars: int) -> str:
+    """Normalise a user question: control characters removed, whitespace collapsed, length
+    capped at a word boundary. Raises QuestionError when nothing is left."""
+    if question is None:
+        raise QuestionError("the question is empty")
+    text = unicodedata.normalize("NFC", str(question))
+    text = _ANSI_ESCAPE.sub(" ", text)
+    text = _CONTROL.sub(" ", text)
+    text = re.sub(r"\s+", " ", text).strip()
+    if not text:
+        raise QuestionError("the question is empty: type a question about your documents")
+    if not WORD.search(text):
+        raise QuestionError("the question has no words in it: type a question about your documents")
+    if len(text) > max_chars:
+        cut = text.rfind(" ", 0, max_chars)
+        text = text[: cut if cut > max_chars // 2 else max_chars].rstrip()
+    return text

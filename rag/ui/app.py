@@ -18,12 +18,19 @@ from rag.ui.uploads import store_uploads
 
 log = logging.getLogger("rag.ui")
 
-EXAMPLE_QUESTIONS = (
-    "What share of Russia's microelectronics came from China in 2023?",
-    "How much were Russia's machine tool imports from China worth?",
-    "Which Chinese companies supply optical components for Russian tanks?",
-    "Does China admit to giving Russia direct military support?",
-)
+MAX_EXAMPLES = 3
+
+
+def example_questions(sources: list[str]) -> list[str]:
+    """Starter questions about what is indexed (named after its first few documents); none
+    for an empty index."""
+    names = []
+    for source in sources[:MAX_EXAMPLES]:
+        stem = Path(source).stem.replace("_", " ").replace("-", " ")
+        names.append(" ".join(stem.split()))
+    return [f"What is {name} about?" for name in names if name]
+
+
 DEFAULT_SEEDS = Path("seeds")
 ANSWER_GROUP = "answer"
 INGEST_GROUP = "ingest"
@@ -228,6 +235,8 @@ def build_app(service: ChatService) -> Any:
 
     settings = service.settings
     concurrency = settings.concurrency
+    stats, _ = service.stats()
+    examples = example_questions(stats["sources"] if stats else [])
     allowed = ", ".join(ext.lstrip(".") for ext in _supported_extensions())
 
     def respond(
@@ -419,7 +428,7 @@ def build_app(service: ChatService) -> Any:
                 placeholder="**Ask a question about the indexed documents.** "
                 "Answers cite their sources as [1], [2] …; open *Sources* under an answer "
                 "to see each quote in its passage.",
-                examples=[{"text": q, "display_text": q} for q in EXAMPLE_QUESTIONS],
+                examples=[{"text": q, "display_text": q} for q in examples] or None,
                 scale=1,
             )
             with gr.Row(equal_height=True):

@@ -11,6 +11,7 @@ held-out validation articles, ``rag.answer`` states it), and its span is the dir
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from dataclasses import dataclass
@@ -174,6 +175,13 @@ class Reader:
         return scores
 
 
+@functools.cache
+def _span_band(n: int) -> np.ndarray:
+    """Which (start, end) token pairs form a span: start <= end < start + MAX_ANSWER_TOKENS."""
+    ones = np.ones((n, n), dtype=bool)
+    return np.triu(ones) & ~np.triu(ones, k=MAX_ANSWER_TOKENS)
+
+
 def _best_span(
     starts: np.ndarray,
     ends: np.ndarray,
@@ -190,13 +198,8 @@ def _best_span(
         return ReaderScore(-1e4, 0, 0)
     s = np.where(allowed, starts, -1e9)
     e = np.where(allowed, ends, -1e9)
-    n = len(s)
     # Sum of start i and end j with i <= j < i + MAX_ANSWER_TOKENS.
-    table = s[:, None] + e[None, :]
-    band = np.triu(np.ones((n, n), dtype=bool)) & ~np.triu(
-        np.ones((n, n), dtype=bool), k=MAX_ANSWER_TOKENS
-    )
-    table = np.where(band, table, -1e9)
+    table = np.where(_span_band(len(s)), s[:, None] + e[None, :], -1e9)
     i, j = np.unravel_index(int(np.argmax(table)), table.shape)
     return ReaderScore(
         float(table[i, j]) - null,

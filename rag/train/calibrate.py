@@ -61,8 +61,6 @@ def collect(reader_dir: Path, sets_dir: Path, index_dir: Path) -> dict[str, list
                     "expected": item.case.expected,
                     "scores": [c.score for c in ranked[:3]],
                     "dense": retrieval.best_dense,
-                    "bm25": retrieval.best_bm25,
-                    "fused": chunks[0].score if chunks else 0.0,
                     "texts": [chunks[c.chunk_index].text[c.start : c.end] for c in ranked[:3]],
                     "direct": direct_answer(ranked[0], chunks) if ranked else "",
                 }
@@ -98,13 +96,13 @@ def token_f1(prediction: str, truth: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def direct_threshold(rows: list[dict], floor: float) -> tuple[float, float, float]:
+def direct_threshold(rows: list[dict]) -> tuple[float, float, float]:
     """(threshold, precision, share of answers led by a direct answer) — the lowest threshold
-    (not below ``floor``) at which DIRECT_PRECISION of the shown direct answers are right."""
+    at which DIRECT_PRECISION of the shown direct answers are right."""
     shown = [
         (row["scores"][0], max(token_f1(row["direct"], alt) for alt in row["expected"][0]) >= 0.5)
         for row in rows
-        if row["scores"] and row["direct"] and row["expected"] and row["scores"][0] >= floor
+        if row["scores"] and row["direct"] and row["expected"]
     ]
     shown.sort(reverse=True)
     best = (float("inf"), 1.0, 0.0)
@@ -170,7 +168,7 @@ def choose(records: dict[str, list[dict]]) -> dict:
     scored = {m: accuracy(m) for m in MARGINS}
     margin = max(MARGINS, key=lambda m: scored[m][0] - SECOND_SENTENCE_COST * scored[m][1])
     top1 = np.mean([_correct(r, r["texts"][:1]) for r in records["answerable"] if r["texts"]])
-    direct, direct_precision, direct_share = direct_threshold(answered, -1e4)
+    direct, direct_precision, direct_share = direct_threshold(answered)
     return {
         "answer_reader_weight": round(float(reader_weight), 4),
         "answer_dense_weight": round(float(dense_weight), 4),

@@ -51,7 +51,7 @@ def _final_chat(job: Any) -> list[dict[str, Any]]:
     job.result(timeout=120)
     outputs = job.outputs()
     assert outputs, "the chat endpoint produced nothing"
-    return outputs[-1][1]
+    return outputs[-1]
 
 
 def _contents(chat: list[dict[str, Any]]) -> list[str]:
@@ -118,25 +118,29 @@ def test_unanswerable_question_is_refused(client) -> None:
 def test_chat_streams_and_keeps_the_conversation_per_session(ui, client) -> None:
     from gradio_client import Client
 
-    job = client.submit(QUESTION, [], 4, None, True, api_name="/chat")
+    job = client.submit(QUESTION, 4, None, True, api_name="/chat")
     job.result(timeout=120)
     outputs = job.outputs()
     assert len(outputs) >= 2, "the answer was not streamed (pending note, then the answer)"
-    assert "rag-pending" in _contents(outputs[0][1])[-1]
-    chat = outputs[-1][1]
+    assert "rag-pending" in _contents(outputs[0])[-1]
+    chat = outputs[-1]
     texts = _contents(chat)
     assert [m["role"] for m in chat] == ["user", "assistant", "assistant"]
     assert "rag-answer" in texts[1] and 'class="rag-cite">[1]' in texts[1]
     assert chat[2]["metadata"]["title"].startswith("Sources")
     assert "<mark>" in texts[2] and SEED_FILE.name.replace("_", "&#95;") in texts[2]
 
-    # The follow-up is sent without the displayed chat: the session remembers the conversation.
-    follow = _contents(_final_chat(client.submit(FOLLOW_UP, [], 4, None, True, api_name="/chat")))
-    assert "understood as" in follow[1]
-    assert QUESTION in html.unescape(follow[1])
+    # The session remembers the conversation: the follow-up is read in its context, and the
+    # chat sent back holds both turns.
+    chat = _final_chat(client.submit(FOLLOW_UP, 4, None, True, api_name="/chat"))
+    follow = _contents(chat)
+    assert [m["role"] for m in chat][:3] == ["user", "assistant", "assistant"]
+    assert len(chat) >= 5 and chat[3]["role"] == "user" and FOLLOW_UP in html.unescape(follow[3])
+    assert "understood as" in follow[4]
+    assert QUESTION in html.unescape(follow[4])
 
     fresh = Client(ui.url, verbose=False)
-    alone = _contents(_final_chat(fresh.submit(FOLLOW_UP, [], 4, None, True, api_name="/chat")))
+    alone = _contents(_final_chat(fresh.submit(FOLLOW_UP, 4, None, True, api_name="/chat")))
     assert "understood as" not in alone[1]
 
 
@@ -250,6 +254,6 @@ def test_bad_requests_get_clear_errors(client, args: tuple[Any, ...], message: s
 
 
 def test_chat_shows_errors_in_the_conversation(client) -> None:
-    chat = _final_chat(client.submit("?!?", [], 4, None, True, api_name="/chat"))
+    chat = _final_chat(client.submit("?!?", 4, None, True, api_name="/chat"))
     assert "rag-error" in _contents(chat)[-1] and "no words" in _contents(chat)[-1]
     assert "Traceback" not in str(chat)

@@ -14,6 +14,7 @@ from typing import Any
 import rag.config  # noqa: F401  (offline environment before gradio is imported)
 from rag.config import RagError, Settings
 from rag.ui import render
+from rag.ui.conversation import Conversations, History, Streamer
 from rag.ui.uploads import store_uploads
 
 log = logging.getLogger("rag.ui")
@@ -34,8 +35,6 @@ def example_questions(sources: list[str]) -> list[str]:
 DEFAULT_SEEDS = Path("seeds")
 ANSWER_GROUP = "answer"
 INGEST_GROUP = "ingest"
-
-History = list[tuple[str, str]]
 
 
 def find_seeds_dir() -> Path | None:
@@ -76,6 +75,7 @@ class ChatService:
         )
         self.seeds_dir = seeds_dir
         self._ingest_lock = threading.Lock()
+        self.conversations = Conversations()
 
     # Index ---------------------------------------------------------------------------------
 
@@ -122,6 +122,15 @@ class ChatService:
     ) -> Iterator[Any]:
         return self.bot.stream(question, history, k=k, llm=llm)
 
+    def streamer(self, k: float | None, llm: str | None, extractive: bool = False) -> Streamer:
+        """``stream`` with one request's settings bound (an invalid backend fails on use)."""
+
+        def stream(question: str, history: History) -> Iterator[Any]:
+            backend = self.resolve_llm(llm, extractive)
+            return self.stream(question, history, int(k) if k else None, backend)
+
+        return stream
+
     def ask(
         self, question: str, history: list[Any] | None, k: int | None, llm: str | None
     ) -> dict[str, Any]:
@@ -149,7 +158,8 @@ CSS = """
 .rag-draft .rag-meta { font-style: normal; margin: 0 0 0.35rem; }
 .rag-caret { animation: rag-blink 1s steps(1) infinite; }
 @keyframes rag-blink { 50% { opacity: 0; } }
-.rag-pending { color: var(--body-text-color-subdued); }
+.rag-pending, .rag-queued { color: var(--body-text-color-subdued); }
+.rag-queued { font-style: italic; font-size: 0.9em; }
 .rag-refusal {
   border-left: 4px solid #d97706; background: rgba(217, 119, 6, 0.10);
   padding: 0.5rem 0.75rem; border-radius: 6px;
@@ -225,10 +235,6 @@ def theme() -> Any:
     )
 
 
-def _plain_history(history: History | None) -> History:
-    return [(str(q), str(a)) for q, a in (history or [])]
-
-
 def build_app(service: ChatService) -> Any:
     """The Gradio Blocks app over ``service``."""
     import gradio as gr
@@ -239,81 +245,42 @@ def build_app(service: ChatService) -> Any:
     examples = example_questions(stats["sources"] if stats else [])
     allowed = ", ".join(ext.lstrip(".") for ext in _supported_extensions())
 
-    def respond(
-        message: str,
-        chat: list[dict[str, Any]] | None,
-        history: History | None,
-        k: float,
-        llm: str | None,
-        extractive: bool,
-    ) -> Iterator[tuple[Any, list[dict[str, Any]], History]]:
-        """Stream one answer into the chat: pending note, draft tokens, then the checked answer
-        with its sources (or a refusal, or a clear error)."""
-        chat = list(chat or [])
-        history = _plain_history(history)
-        question = (message or "").strip()
-        if not question:
-            yield gr.update(), chat, history
-            return
-        chat.append({"role": "user", "content": render.user_html(question)})
-        chat.append({"role": "assistant", "content": render.pending_html()})
-        yield "", chat, history
-        draft = ""
-        try:
-            backend = service.resolve_llm(llm, extractive)
-            for event in service.stream(question, history, int(k), backend):
-                if event.kind == "token":
-                    draft += event.text
-                    chat[-1] = {"role": "assistant", "content": render.pending_html(draft)}
-                    yield "", chat, history
-                elif event.answer is not None:
-                    answer = event.answer
-                    chat[-1] = {"role": "assistant", "content": render.answer_html(answer)}
-                    if answer.citations:
-                        count = len(answer.citations)
-                        chat.append(
-                            {
-                                "role": "assistant",
-                                "content": render.sources_html(answer.citations),
-                                "metadata": {
-                                    "title": f"Sources ({count})",
-                                    "status": "done",
-                                },
-                            }
-                        )
-                    elif answer.refused and answer.retrieved:
-                        chat.append(
-                            {
-                                "role": "assistant",
-                                "content": render.passages_html(answer.retrieved),
-                                "metadata": {
-                                    "title": "Closest passages (none answers it)",
-                                    "status": "done",
-                                },
-                            }
-                        )
-                    history = [*history, (question, answer.answer)]
-                    yield "", chat, history
-        except RagError as error:
-            chat[-1] = {"role": "assistant", "content": render.error_html(str(error))}
-            yield "", chat, history
-        except Exception as error:  # never a traceback in the page; the log has it
-            log.exception("answering failed")
-            chat[-1] = {
-                "role": "assistant",
-                "content": render.error_html(
-                    f"something went wrong answering this ({type(error).__name__}); "
-                    "the server log has the details"
-                ),
-            }
-            yield "", chat, history
+    conversations = service.conversations
 
-    def clear() -> tuple[list[dict[str, Any]], History]:
-        return [], []
+    def enqueue(message: str, request: gr.Request) -> tuple[str, list[dict[str, Any]]]:
+        """Show the question at once (queued if an answer is running) and clear the box."""
+        conversation = conversations.get(request.session_hash)
+        conversation.enqueue(message)
+        return "", conversation.view()
 
-    def pick_example(event: gr.SelectData) -> str:
+    def drain(
+        k: float, llm: str | None, extractive: bool, request: gr.Request
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Answer this session's queued questions in order, streaming each into the chat."""
+        conversation = conversations.get(request.session_hash)
+        yield from conversation.drain(service.streamer(k, llm, extractive))
+
+    def chat(
+        message: str, k: float, llm: str | None, extractive: bool, request: gr.Request
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Ask in this session's conversation (follow-ups read in its context) and stream the
+        whole chat back: pending note, draft, then the checked answer with its sources."""
+        conversation = conversations.get(request.session_hash)
+        conversation.enqueue(message)
+        yield from conversation.drain(service.streamer(k, llm, extractive))
+
+    def pick_example(event: gr.SelectData, request: gr.Request) -> tuple[str, list]:
         value = event.value
-        return str(value.get("text", "") if isinstance(value, dict) else value)
+        text = str(value.get("text", "") if isinstance(value, dict) else value)
+        return enqueue(text, request)
+
+    def clear(request: gr.Request) -> list[dict[str, Any]]:
+        conversation = conversations.get(request.session_hash)
+        conversation.clear()
+        return conversation.view()
+
+    def forget(request: gr.Request) -> None:
+        conversations.forget(request.session_hash)
 
     def upload(
         files: list[str] | None,
@@ -366,7 +333,6 @@ def build_app(service: ChatService) -> Any:
             raise gr.Error(str(error), print_exception=False) from None
 
     with gr.Blocks(title="rag · cited answers from your documents", fill_height=True) as demo:
-        history_state = gr.State([])
         with gr.Sidebar(label="Index", open=True, width=340, position="left"):
             gr.Markdown("### Index")
             stats_view = gr.HTML(service.stats_html(), label="Index", elem_id="rag-stats")
@@ -446,21 +412,37 @@ def build_app(service: ChatService) -> Any:
                 ask_button = gr.Button("Ask", variant="primary", scale=0, min_width=80)
                 new_button = gr.Button("New chat", variant="secondary", scale=0, min_width=128)
 
-        answer_inputs = [question, chatbot, history_state, top_k, llm_choice, extractive]
-        answer_outputs = [question, chatbot, history_state]
+        settings_inputs = [top_k, llm_choice, extractive]
         answer_options: dict[str, Any] = {
             "concurrency_limit": concurrency,
             "concurrency_id": ANSWER_GROUP,
             "show_progress": "hidden",
         }
-        question.submit(respond, answer_inputs, answer_outputs, api_name="chat", **answer_options)
-        ask_button.click(respond, answer_inputs, answer_outputs, api_visibility="private",
-                         **answer_options)  # fmt: skip
-        chatbot.example_select(pick_example, None, question, api_visibility="private").then(
-            respond, answer_inputs, answer_outputs, api_visibility="private", **answer_options
+        # Enqueue runs at once (no queue) and may fire any number of times; the drain that
+        # follows runs once more after a pending one ("always_last"), and the conversation
+        # itself makes sure only one drains at a time, so nothing is lost or answered twice.
+        enqueue_options: dict[str, Any] = {
+            "queue": False,
+            "trigger_mode": "multiple",
+            "show_progress": "hidden",
+            "api_visibility": "private",
+        }
+        drain_options = {**answer_options, "trigger_mode": "always_last",
+                         "api_visibility": "private"}  # fmt: skip
+        for trigger in (question.submit, ask_button.click):
+            trigger(enqueue, question, [question, chatbot], **enqueue_options).then(
+                drain, settings_inputs, chatbot, **drain_options
+            )
+        chatbot.example_select(pick_example, None, [question, chatbot], **enqueue_options).then(
+            drain, settings_inputs, chatbot, **drain_options
         )
-        chatbot.clear(clear, None, [chatbot, history_state], api_visibility="private")
-        new_button.click(clear, None, [chatbot, history_state], api_visibility="private")
+        chatbot.clear(clear, None, chatbot, api_visibility="private")
+        new_button.click(clear, None, chatbot, api_visibility="private")
+        # The API's chat endpoint (one call: enqueue and stream), bound to a hidden trigger.
+        api_chat = gr.Button(visible=False, elem_id="rag-api-chat")
+        api_chat.click(chat, [question, *settings_inputs], chatbot, api_name="chat",
+                       **answer_options)  # fmt: skip
+        demo.unload(forget)
         extractive.change(
             lambda on: gr.update(interactive=not on),
             extractive,

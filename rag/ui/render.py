@@ -93,6 +93,11 @@ def pending_html(draft: str = "") -> str:
     )
 
 
+def queued_html() -> str:
+    """A question waiting for the one being answered before it."""
+    return _div("rag-queued", "Queued — answered after the question above")
+
+
 def source_label(citation: Any) -> str:
     """'file name · page 3 · chunk 2 · chars 120-240' (escaped; chunks counted from 1)."""
     bits = [f"<b>{escape(citation.source)}</b>"]

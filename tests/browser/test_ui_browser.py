@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_ui_support import QUESTION, SEED_FILE, UNANSWERABLE, ChatPage
+from test_ui_support import ANSWERED, QUESTION, SEED_FILE, UNANSWERABLE, ChatPage
 
 pytestmark = pytest.mark.browser
 
@@ -117,6 +117,45 @@ def test_refusal_looks_different_from_an_answer(browser: Any, browser_ui, shots)
         )
         assert refused.evaluate(style) != answered.evaluate(style)
         chat.screenshot(shots, "desktop-refusal")
+    finally:
+        chat.close()
+
+
+def test_two_questions_sent_300_ms_apart_are_both_answered_in_order(
+    browser: Any, browser_ui
+) -> None:
+    chat = ChatPage(browser, browser_ui.url).open()
+    try:
+        chat.set_extractive(True)
+        page = chat.page
+        before = page.locator(ANSWERED).count()
+        asked = page.locator(".rag-question").count()
+        box = page.locator("#rag-question textarea")
+        box.fill(QUESTION)
+        box.press("Enter")
+        page.wait_for_timeout(300)
+        box.fill(UNANSWERABLE)
+        page.locator("button", has_text="Ask").first.click()
+        # Both questions are on screen at once (the second marked as queued until its turn).
+        page.wait_for_function(
+            "n => document.querySelectorAll('#rag-chat .rag-question').length >= n",
+            arg=asked + 2,
+            timeout=10_000,
+        )
+        assert box.input_value() == ""
+        page.wait_for_function(
+            f"n => document.querySelectorAll({ANSWERED!r}).length >= n",
+            arg=before + 2,
+            timeout=120_000,
+        )
+        questions = page.locator("#rag-chat .rag-question").all_inner_texts()[-2:]
+        assert questions == [QUESTION, UNANSWERABLE]
+        answers = page.locator(ANSWERED)
+        assert "rag-answer" in (answers.nth(before).get_attribute("class") or "")
+        assert "rag-refusal" in (answers.nth(before + 1).get_attribute("class") or "")
+        page.wait_for_timeout(1000)  # no late update takes either away
+        assert page.locator(ANSWERED).count() == before + 2
+        assert page.locator("#rag-chat .rag-queued").count() == 0
     finally:
         chat.close()
 

@@ -98,9 +98,9 @@ def test_store_outage_gives_a_clear_error_then_recovers(shared_embedder, tmp_pat
             assert f"127.0.0.1:{port}" in str(raised.value)
             assert "Traceback" not in str(raised.value)
 
-            job = client.submit(QUESTION, [], 4, None, True, api_name="/chat")
+            job = client.submit(QUESTION, 4, None, True, api_name="/chat")
             job.result(timeout=60)
-            last = str(job.outputs()[-1][1][-1]["content"])
+            last = str(job.outputs()[-1][-1]["content"])
             assert "rag-error" in last and "index unavailable" in last, last
 
             status, stats = client.predict(api_name="/reindex")

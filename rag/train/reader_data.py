@@ -114,9 +114,12 @@ def build_pairs(
     max_questions: int,
     seed: int = 13,
     swap_share: float = 0.25,
+    skip_questions: int = 0,
 ) -> list[Pair]:
     """Up to ``max_questions`` answerable questions (sampled across articles) with their
-    negatives, plus every adversarial unanswerable question of ``articles``; shuffled."""
+    negatives, plus every adversarial unanswerable question of ``articles``; shuffled.
+    ``skip_questions`` leaves out the first ones of the same seeded sample, so a continued run
+    sees questions the first run did not."""
     rng = random.Random(seed)
     answerable: list[tuple[int, int, int]] = []  # (article, paragraph, qa)
     impossible: list[tuple[int, int, int]] = []
@@ -125,7 +128,7 @@ def build_pairs(
             for qi, qa in enumerate(paragraph.qas):
                 (impossible if qa.impossible else answerable).append((ai, pi, qi))
     rng.shuffle(answerable)
-    answerable = answerable[:max_questions]
+    answerable = answerable[skip_questions:max_questions]
     search = _OtherArticleSearch(articles)
     outside = search.best_outside(
         [(articles[ai].paragraphs[pi].qas[qi].question, ai) for ai, pi, qi in answerable]

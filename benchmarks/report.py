@@ -65,8 +65,11 @@ def targets_table(results: dict[str, Any]) -> list[str]:
         (f"Hybrid retrieve (excl. query embedding) / query embedding, "
          f"{latency.get('chunks', '?')} chunks", latency_value, "≤ 1.0",
          _check(latency.get("ratio"), 1.0)),
-        ("Answer: time to first token p95", _num(answer.get("ttft_p95_s"), 2, " s"), "≤ 1.5 s",
-         _check(answer.get("ttft_p95_s"), 1.5)),
+        ("Answer (local LLM): first checked sentence shown p95",
+         _num(answer.get("first_checked_p95_s"), 2, " s"), "≤ 1.5 s",
+         _check(answer.get("first_checked_p95_s"), 1.5)),
+        ("Answer (local LLM): time to first draft token p95",
+         _num(answer.get("ttft_p95_s"), 2, " s"), "≤ 1.5 s", _check(answer.get("ttft_p95_s"), 1.5)),
         ("Answer: full answer p95", _num(answer.get("total_p95_s"), 2, " s"), "≤ 5 s",
          _check(answer.get("total_p95_s"), 5.0)),
         ("Reader scoring per question p95 (k = 4)", _num(answer.get("reader_p95_ms"), 0, " ms"),

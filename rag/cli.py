@@ -249,17 +249,14 @@ def _print_sources(answer: Any) -> None:
 @click.option("--k", type=click.IntRange(1, 50), default=None, help="Chunks to answer from.")
 @reports_errors
 def chat(index_dir: Path | None, collection: str | None, llm: str | None, k: int | None) -> None:
-    """A conversation in the terminal. Commands: /sources, /reset, /quit."""
+    """A conversation in the terminal. Commands: /help, /sources, /reset, /quit."""
     from rag.answer import RAG, QuestionError
 
     settings = _settings(index_dir=index_dir, collection=collection, llm=llm, k=k)
     bot = RAG(settings)
     history: list[tuple[str, str]] = []
     last = None
-    click.echo(
-        "Ask about your documents. /sources shows the last answer's sources, "
-        "/reset starts over, /quit (or Ctrl-D) leaves."
-    )
+    click.echo("Ask about your documents. /help lists the commands.")
     while True:
         try:
             question = click.prompt("you", prompt_suffix="> ", default="", show_default=False)
@@ -269,6 +266,9 @@ def chat(index_dir: Path | None, collection: str | None, llm: str | None, k: int
         command = question.strip().lower()
         if command in ("/quit", "/exit"):
             return
+        if command in ("/help", "/?"):
+            click.echo(CHAT_HELP)
+            continue
         if command == "/reset":
             history.clear()
             last = None
@@ -280,27 +280,42 @@ def chat(index_dir: Path | None, collection: str | None, llm: str | None, k: int
             else:
                 _print_sources(last)
             continue
+        if command.startswith("/"):
+            click.echo(f"(unknown command {command.split()[0]}; /help lists them)")
+            continue
         if not command:
             continue
         click.echo("bot> ", nl=False)
-        streamed = ""
+        shown = ""
+        answer = None
         try:
+            # Only checked sentences are printed, as each passes; a refusal when none does.
             for event in bot.stream(question, history):
-                if event.kind == "token":
-                    streamed += event.text
+                if event.kind == "sentence":
+                    shown += event.text
                     click.echo(event.text, nl=False)
                 elif event.answer is not None:
-                    last = event.answer
+                    answer = event.answer
         except QuestionError as error:
             click.echo(f"({error})")
             continue
-        if last is not None:
-            if streamed and streamed.strip() != last.answer.strip():
-                click.echo("\n  (checked against the sources:)\n     ", nl=False)
-            if streamed.strip() != last.answer.strip():
-                click.echo(last.answer, nl=False)
+        except KeyboardInterrupt:  # Ctrl-C stops this answer; a second one at the prompt quits
+            click.echo(" (stopped)")
+            continue
+        if answer is not None:
+            last = answer
+            if not shown:
+                click.echo(answer.answer, nl=False)
             click.echo()
-            history.append((question, last.answer))
+            history.append((question, answer.answer))
+
+
+CHAT_HELP = """Commands:
+  /sources   the last answer's sources, with the exact quotes
+  /reset     start a new conversation (forget the previous questions)
+  /help      this list
+  /quit      leave (or Ctrl-D; Ctrl-C stops an answer, and quits at the prompt)
+Anything else is a question; follow-ups ("and in 2023?") are read in the conversation's context."""
 
 
 @main.command()

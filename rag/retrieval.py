@@ -83,6 +83,29 @@ class RetrievedChunk:
         )
         return Document(id=self.chunk_id, page_content=self.text, metadata=metadata)
 
+    @classmethod
+    def from_document(cls, document: Document) -> RetrievedChunk:
+        """The chunk a Document stands for (ours, or any retriever's: the score keys are
+        optional, and ``source``/``start``/``title`` are read from the metadata when present)."""
+        metadata = dict(document.metadata)
+        scores = {key: metadata.pop(key, None) for key in _SCORE_KEYS}
+        chunk_id = str(metadata.pop("chunk_id", None) or document.id or hash(document.page_content))
+        return cls(
+            chunk_id=chunk_id,
+            text=document.page_content,
+            metadata=metadata,
+            score=float(scores["score"] or 0.0),
+            dense_score=_optional_float(scores["dense_score"]),
+            bm25_score=_optional_float(scores["bm25_score"]),
+        )
+
+
+_SCORE_KEYS = ("score", "dense_score", "bm25_score", "query_best_dense")
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
 
 @dataclass
 class RetrievalResult:
@@ -459,7 +482,9 @@ class HybridSearcher:
 
 
 class HybridRetriever(BaseRetriever):
-    """LangChain retriever over :class:`HybridSearcher` (Documents carry scores in metadata)."""
+    """LangChain retriever over :class:`HybridSearcher`. Documents carry ``chunk_id``, ``source``,
+    ``page``, ``title``, ``chunk_index``, ``start``/``end`` offsets and the scores (``score``,
+    ``dense_score``, ``bm25_score``, and ``query_best_dense``) in their metadata."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -481,4 +506,8 @@ class HybridRetriever(BaseRetriever):
             k=k if k is not None else self.k,
             sources=sources if sources is not None else self.sources,
         )
-        return [chunk.to_document() for chunk in result.chunks]
+        documents = [chunk.to_document() for chunk in result.chunks]
+        for document in documents:
+            # The best dense similarity over the whole collection, which the answer gate reads.
+            document.metadata["query_best_dense"] = result.best_dense
+        return documents

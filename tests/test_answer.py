@@ -175,22 +175,110 @@ def test_model_that_says_it_does_not_know_is_believed(seed_index: Settings) -> N
     assert answer.refused and answer.citations == []
 
 
-def test_streaming_yields_tokens_then_the_verified_answer(seed_index: Settings) -> None:
+def test_streaming_shows_only_checked_sentences(seed_index: Settings) -> None:
     draft = "About 90% of Russia's microelectronics came from China in 2023 [1]. Cheese moon [1]."
     events = list(RAG(seed_index, chat_model=scripted(draft)).stream(SHARE_QUESTION))
-    tokens = [event for event in events if event.kind == "token"]
-    assert len(tokens) > 5
-    assert "".join(event.text for event in tokens) == draft
-    assert events[-1].kind == "final" and events[-1].answer is not None
+    kinds = [event.kind for event in events]
+    assert kinds[0] == "stage" and "writing" in [e.text for e in events if e.kind == "stage"]
+    assert "token" not in kinds, "an unchecked draft must not be streamed by default"
+    assert kinds.count("final") == 1 and kinds[-1] == "final"
+    final = events[-1].answer
+    assert final is not None and final.mode == "generated"
+    shown = "".join(event.text for event in events if event.kind == "sentence")
+    assert shown == final.answer and "90%" in shown and "Cheese" not in shown
+    # The first sentence was checked and streamed before the draft's second one was judged.
+    assert kinds.index("sentence") < kinds.index("final")
+
+
+def test_raw_draft_is_streamed_only_when_asked_for(seed_index: Settings) -> None:
+    draft = "About 90% of Russia's microelectronics came from China in 2023 [1]. Cheese moon [1]."
+    bot = RAG(seed_index, chat_model=scripted(draft))
+    events = list(bot.stream(SHARE_QUESTION, drafts=True))
+    tokens = [event.text for event in events if event.kind == "token"]
+    assert len(tokens) > 5 and "".join(tokens) == draft
     assert "Cheese" not in events[-1].answer.answer
-    assert [event.kind for event in events].count("final") == 1
+
+
+def test_every_streamed_state_is_a_prefix_of_the_final_answer(bot: RAG) -> None:
+    for question in (SHARE_QUESTION, "Which Chinese companies provide optics for Russian tanks?"):
+        shown = ""
+        for event in bot.stream(question):
+            if event.kind == "sentence":
+                shown += event.text
+            elif event.kind == "final":
+                assert event.answer is not None and event.answer.answer.startswith(shown)
+                assert shown == event.answer.answer
 
 
 def test_chain_is_a_langchain_runnable(seed_index: Settings) -> None:
-    chain = RAG(seed_index, chat_model=scripted("China supplied 90% of them [1].")).chain()
+    import asyncio
+
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    reply = "China supplied 90% of them [1]."
+    chain = RAG(seed_index, chat_model=scripted(*[reply] * 8)).chain()
+
+    answer = chain.invoke({"question": SHARE_QUESTION})
+    assert isinstance(answer, Answer) and "90%" in answer.answer and answer.citations
+
+    answers = chain.batch(
+        [{"question": SHARE_QUESTION}, {"question": "Who won the 2022 World Cup?"}]
+    )
+    assert [type(a) for a in answers] == [Answer, Answer]
+    assert not answers[0].refused and answers[1].refused
+
     events = list(chain.stream({"question": SHARE_QUESTION}))
-    assert events[-1].kind == "final"
-    assert "90%" in events[-1].answer.answer
+    assert events[-1].kind == "final" and "90%" in events[-1].answer.answer
+
+    async def collect() -> tuple[list, list]:
+        streamed = [event async for event in chain.astream({"question": SHARE_QUESTION})]
+        runs = [
+            (event["event"], event["name"])
+            async for event in chain.astream_events({"question": SHARE_QUESTION}, version="v2")
+        ]
+        return streamed, runs
+
+    streamed, runs = asyncio.run(collect())
+    assert streamed[-1].kind == "final" and "90%" in streamed[-1].answer.answer
+    assert any(kind == "on_retriever_end" for kind, _ in runs), runs
+    assert any(kind == "on_chat_model_stream" for kind, _ in runs), runs
+    assert ("on_chain_stream", "check") in runs
+
+    class Runs(BaseCallbackHandler):
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def on_retriever_start(self, serialized, query, **kwargs) -> None:
+            self.seen.append("retriever")
+
+        def on_chat_model_start(self, serialized, messages, **kwargs) -> None:
+            self.seen.append("chat_model")
+
+    tracer = Runs()
+    chain.invoke({"question": SHARE_QUESTION}, config={"callbacks": [tracer]})
+    assert tracer.seen == ["retriever", "chat_model"]
+
+
+def test_retriever_prompt_and_model_can_be_swapped(seed_index: Settings) -> None:
+    from langchain_core.documents import Document
+    from langchain_core.prompts import ChatPromptTemplate
+    from langchain_core.retrievers import BaseRetriever
+
+    text = "The Zorblax reactor produces 42 megawatts of power."
+
+    class OneDocument(BaseRetriever):
+        def _get_relevant_documents(self, query: str, *, run_manager) -> list[Document]:
+            return [Document(page_content=text, metadata={"source": "zorblax.txt"})]
+
+    prompt = ChatPromptTemplate.from_messages(
+        [("system", "Answer from these sources only:\n{context}"), ("human", "{question}")]
+    )
+    model = scripted("The Zorblax reactor produces 42 megawatts [1].")
+    bot = RAG(seed_index, chat_model=model, retriever=OneDocument(), prompt=prompt)
+    answer = bot.ask("How much power does the Zorblax reactor produce?")
+    assert not answer.refused and "42 megawatts" in answer.answer
+    assert answer.citations[0].source == "zorblax.txt"
+    assert text[answer.citations[0].start : answer.citations[0].end] == answer.citations[0].quote
 
 
 def test_follow_up_is_condensed_and_recorded(bot: RAG) -> None:
@@ -264,16 +352,23 @@ def test_answer_json_contract(bot: RAG) -> None:
 def test_local_llm_end_to_end(seed_index: Settings) -> None:
     """The real default LLM (SmolLM2 via llama.cpp) answers with verified citations."""
     bot = RAG(seed_index.with_overrides(llm="local"))
-    events: Iterator = bot.stream("Which Chinese companies provide optics for Russian tanks?")
+    events: Iterator = bot.stream(
+        "Which Chinese companies provide optics for Russian tanks?", drafts=True
+    )
     events = list(events)
     final = events[-1].answer
     assert final is not None and final.llm == "local"
     assert any(event.kind == "token" for event in events), "the local model streamed nothing"
+    shown = "".join(event.text for event in events if event.kind == "sentence")
+    assert shown == final.answer
     assert not final.refused
     assert "Hikvision" in final.answer or "Wuhan" in final.answer
     assert_citations_exact(final)
     refused = bot.ask("What is the capital of France?")
     assert refused.refused
+    invoked = bot.chain().invoke({"question": "Which Chinese companies provide optics?"})
+    assert isinstance(invoked, Answer) and invoked.llm == "local" and not invoked.refused
+    assert_citations_exact(invoked)
 
 
 def test_direct_answer_leads_the_quote() -> None:

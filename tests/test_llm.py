@@ -149,9 +149,10 @@ def test_openai_compatible_backend_end_to_end(
     monkeypatch.setenv("OPENAI_BASE_URL", _url(openai_server) + "/v1")
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     bot = RAG(seed_index.with_overrides(llm="openai:test-model"))
-    events = list(bot.stream(QUESTION))
+    events = list(bot.stream(QUESTION, drafts=True))
     assert sum(event.kind == "token" for event in events) > 3
     answer = events[-1].answer
+    assert "".join(e.text for e in events if e.kind == "sentence") == answer.answer
     _check_verified(answer)
     assert answer.llm == "openai:test-model"
     request = openai_server.requests[-1]  # type: ignore[attr-defined]
@@ -208,6 +209,24 @@ def test_parse_spec() -> None:
         parse_spec("gguf:/no/such/model.gguf")
     with pytest.raises(LLMConfigError, match="name the model"):
         parse_spec("ollama:")
+    spec = parse_spec("anthropic:claude-sonnet-4-5")
+    assert (spec.kind, spec.provider, spec.target) == ("provider", "anthropic", "claude-sonnet-4-5")
+    assert spec.capabilities.rewrites_follow_ups and not spec.capabilities.strict
+    assert parse_spec("local").capabilities.strict
+
+
+def test_provider_models_come_from_init_chat_model(settings: Settings) -> None:
+    from langchain_ollama import ChatOllama
+    from langchain_openai import ChatOpenAI
+
+    assert isinstance(load_chat_model("ollama:llama3.2", settings), ChatOllama)
+    model = load_chat_model("openai:gpt-4o-mini", settings)
+    assert isinstance(model, ChatOpenAI) and model.max_tokens == 256
+    # A provider LangChain knows whose partner package is missing: one line naming it.
+    with pytest.raises(LLMConfigError, match=r"pip install langchain-anthropic$"):
+        load_chat_model("anthropic:claude-sonnet-4-5", settings)
+    with pytest.raises(LLMConfigError, match="unknown provider 'nosuch'"):
+        load_chat_model("nosuch:model", settings)
 
 
 def test_gguf_spec_uses_the_given_file(tmp_path: Path, settings: Settings) -> None:

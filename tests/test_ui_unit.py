@@ -158,12 +158,16 @@ def test_refusal_error_pending_and_passages_are_distinct_and_inert() -> None:
         refusal,
         render.error_html("index unavailable: <script>x</script>"),
         render.pending_html(),
-        render.pending_html("draft <i>tokens</i> [1]"),
+        render.pending_html("writing"),
+        render.partial_html(HOSTILE + " [1]"),
         render.passages_html(refused.retrieved),
         render.user_html(HOSTILE),
     ):
         assert_only_our_markup(fragment)
     assert "<script>x</script>" in "".join(parse(render.error_html("<script>x</script>")).text)
+    assert "checked" in render.pending_html("writing")
+    partial = render.partial_html("China supplied 90% [1].")
+    assert 'class="rag-cite">[1]' in partial and "rag-answer" not in partial
 
 
 def test_follow_up_shows_how_it_was_understood() -> None:

@@ -1,11 +1,20 @@
-"""Answering: condense → retrieve → read → generate → verify → compose, one module each.
+"""Answering: condense → retrieve → read → write → check, a LangChain chain.
 
 ``from rag.answer import ask, RAG, Answer`` is the public API; the modules are
-``models`` (the JSON contract), ``text``, ``condense`` (follow-ups), ``verify`` (support of a
-sentence by a source span), ``citations`` (answer text and citations) and ``pipeline`` (RAG).
+``models`` (the JSON contract and stream events), ``text``, ``condense`` (follow-ups),
+``state`` (what a question carries through the chain), ``prompt`` (the prompt template),
+``verify`` (support of a sentence by a source span), ``citations`` (answer text and citations),
+``check`` (the sentence-by-sentence check step) and ``pipeline`` (RAG and its chain).
 """
 
-from rag.answer.citations import compose_answer, direct_answer, retrieved_info
+from rag.answer.check import (
+    MAX_EXTRACTIVE_SENTENCES,
+    MIN_SUPPORT,
+    STRICT_MIN_SUPPORT,
+    CheckAnswer,
+    refusal_text,
+)
+from rag.answer.citations import Composer, compose_answer, direct_answer, retrieved_info
 from rag.answer.condense import (
     History,
     condense_heuristic,
@@ -24,39 +33,33 @@ from rag.answer.models import (
     StreamEvent,
     Timings,
 )
-from rag.answer.pipeline import (
-    LOCAL_CONTEXT_CHARS,
-    MAX_EXTRACTIVE_SENTENCES,
-    MAX_READER_CANDIDATES,
-    MIN_SUPPORT,
-    RAG,
-    SYSTEM_PROMPT,
-    WEAK_MODEL_MIN_SUPPORT,
-    ask,
-    get_rag,
-    refusal_text,
-)
+from rag.answer.pipeline import MAX_READER_CANDIDATES, RAG, ask, get_rag
+from rag.answer.prompt import ANSWER_PROMPT, SYSTEM_PROMPT, numbered_context
+from rag.answer.state import Turn
 from rag.answer.text import clean_question, content_terms, numbers_in
 from rag.answer.verify import Support, Verifier, adds_information, new_words, split_answer
 
 __all__ = [
-    "LOCAL_CONTEXT_CHARS",
+    "ANSWER_PROMPT",
     "MAX_EXTRACTIVE_SENTENCES",
     "MAX_READER_CANDIDATES",
     "MIN_SUPPORT",
     "RAG",
     "REFUSAL_PREFIX",
+    "STRICT_MIN_SUPPORT",
     "SYSTEM_PROMPT",
-    "WEAK_MODEL_MIN_SUPPORT",
     "Answer",
     "Candidate",
+    "CheckAnswer",
     "Citation",
+    "Composer",
     "History",
     "QuestionError",
     "RetrievedInfo",
     "StreamEvent",
     "Support",
     "Timings",
+    "Turn",
     "Verifier",
     "adds_information",
     "ask",
@@ -70,6 +73,7 @@ __all__ = [
     "history_turns",
     "is_follow_up",
     "new_words",
+    "numbered_context",
     "numbers_in",
     "refusal_text",
     "retrieved_info",

@@ -28,24 +28,31 @@ def direct_answer(best: Candidate, chunks: list[RetrievedChunk]) -> str:
     return span
 
 
-def compose_answer(
-    kept: list[tuple[str, Support]], chunks: list[RetrievedChunk], direct: str = ""
-) -> tuple[str, list[Citation]]:
-    """Answer text with one [n] per sentence, and the citations those numbers point to. A
-    direct answer found in the first kept sentence leads it: "1990 — The first … 1990 … [1]"."""
-    numbers: dict[tuple[int, int, int], int] = {}
-    citations: list[Citation] = []
-    parts: list[str] = []
-    for position, (text, support) in enumerate(kept):
+class Composer:
+    """Builds the answer sentence by sentence: one [n] per sentence, numbered in order of first
+    use, and the citations those numbers point to. A direct answer found in the first sentence
+    leads it: "1990 — The first … 1990 … [1]". Each added piece extends the text, so what was
+    shown while answering is always a prefix of the final answer."""
+
+    def __init__(self, chunks: list[RetrievedChunk], direct: str = ""):
+        self.chunks = chunks
+        self.direct = direct
+        self.text = ""
+        self.citations: list[Citation] = []
+        self.leads_with_direct = False
+        self._numbers: dict[tuple[int, int, int], int] = {}
+
+    def add(self, text: str, support: Support) -> str:
+        """Append a supported sentence; returns what was appended (with its leading space)."""
         key = (support.chunk_index, support.start, support.end)
-        if key not in numbers:
-            chunk = chunks[support.chunk_index]
-            numbers[key] = len(numbers) + 1
+        if key not in self._numbers:
+            chunk = self.chunks[support.chunk_index]
+            self._numbers[key] = len(self._numbers) + 1
             local_start = support.start - chunk.start
             local_end = support.end - chunk.start
-            citations.append(
+            self.citations.append(
                 Citation(
-                    n=numbers[key],
+                    n=self._numbers[key],
                     source=chunk.source,
                     chunk_id=chunk.chunk_id,
                     page=chunk.page,
@@ -63,12 +70,26 @@ def compose_answer(
         sentence = " ".join(text.split())
         if sentence and sentence[-1] not in ".!?…\"'”’;:":
             sentence += "."
-        if position == 0 and direct and direct in sentence and not sentence.startswith(direct):
+        direct = self.direct
+        if not self.text and direct and direct in sentence and not sentence.startswith(direct):
             sentence = f"{direct} — {sentence}"
+            self.leads_with_direct = True
         # A quote of several sentences (a lead-in and its list) cites after each of them.
         spans = sentence_spans(sentence) or [(0, len(sentence))]
-        parts.append(" ".join(f"{sentence[a:b]} [{numbers[key]}]" for a, b in spans))
-    return " ".join(parts), citations
+        piece = " ".join(f"{sentence[a:b]} [{self._numbers[key]}]" for a, b in spans)
+        piece = f" {piece}" if self.text else piece
+        self.text += piece
+        return piece
+
+
+def compose_answer(
+    kept: list[tuple[str, Support]], chunks: list[RetrievedChunk], direct: str = ""
+) -> tuple[str, list[Citation]]:
+    """Answer text with one [n] per sentence, and the citations those numbers point to."""
+    composer = Composer(chunks, direct)
+    for text, support in kept:
+        composer.add(text, support)
+    return composer.text, composer.citations
 
 
 def retrieved_info(chunks: list[RetrievedChunk]) -> list[RetrievedInfo]:

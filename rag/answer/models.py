@@ -69,9 +69,15 @@ class Answer(BaseModel):
 
 @dataclass
 class StreamEvent:
-    """``token``: more draft text; ``final``: the verified answer (replaces the draft)."""
+    """One step of an answer being made.
 
-    kind: Literal["token", "final"]
+    - ``stage``: what is happening now (``text``: "searching", "writing");
+    - ``sentence``: checked answer text to append (with its [n] and leading space): the
+      sentences streamed are always a prefix of the final answer;
+    - ``token``: raw, unchecked draft text (only when asked for with ``drafts=True``);
+    - ``final``: the checked :class:`Answer` (``answer``)."""
+
+    kind: Literal["stage", "sentence", "token", "final"]
     text: str = ""
     answer: Answer | None = None
 

@@ -149,14 +149,12 @@ CSS = """
 .gradio-container { max-width: 1280px !important; }
 #rag-title h1 { margin: 0; font-size: 1.35rem; }
 #rag-title p { margin: 0.15rem 0 0; color: var(--body-text-color-subdued); }
-.rag-answer, .rag-refusal, .rag-error, .rag-pending, .rag-draft, .rag-question {
+.rag-answer, .rag-refusal, .rag-error, .rag-pending, .rag-partial, .rag-question {
   line-height: 1.55; overflow-wrap: anywhere;
 }
 .rag-cite { color: var(--color-accent); font-weight: 600; font-size: 0.75em; }
 .rag-meta { color: var(--body-text-color-subdued); font-size: 0.8em; margin-top: 0.35rem; }
-.rag-draft { color: var(--body-text-color-subdued); font-style: italic; }
-.rag-draft .rag-meta { font-style: normal; margin: 0 0 0.35rem; }
-.rag-caret { animation: rag-blink 1s steps(1) infinite; }
+.rag-partial::after { content: "▍"; animation: rag-blink 1s steps(1) infinite; }
 @keyframes rag-blink { 50% { opacity: 0; } }
 .rag-pending, .rag-queued { color: var(--body-text-color-subdued); }
 .rag-queued { font-style: italic; font-size: 0.9em; }

@@ -31,16 +31,19 @@ Streamer = Callable[[str, History], Iterator[Any]]
 def answer_turn(
     stream: Streamer, question: str, history: History
 ) -> Iterator[tuple[list[Message], Any]]:
-    """The assistant messages of one turn as it develops: a pending note, the draft, then the
-    checked answer with its sources (or a refusal, or one clear error line). Each item is
-    ``(messages, answer)``; ``answer`` is the final ``Answer`` on the last item, else None."""
+    """The assistant messages of one turn as it develops: what stage it is at, then only
+    checked sentences as they pass, then the answer with its sources (or a refusal, or one clear
+    error line). Each item is ``(messages, answer)``; ``answer`` is the final ``Answer`` on the
+    last item, else None."""
     yield [{"role": "assistant", "content": render.pending_html()}], None
-    draft = ""
+    checked = ""
     try:
         for event in stream(question, history):
-            if event.kind == "token":
-                draft += event.text
-                yield [{"role": "assistant", "content": render.pending_html(draft)}], None
+            if event.kind == "stage" and not checked:
+                yield [{"role": "assistant", "content": render.pending_html(event.text)}], None
+            elif event.kind == "sentence":
+                checked += event.text
+                yield [{"role": "assistant", "content": render.partial_html(checked)}], None
             elif event.answer is not None:
                 yield answer_messages(event.answer), event.answer
     except RagError as error:
@@ -116,8 +119,9 @@ class Conversation:
 
     def drain(self, stream: Streamer) -> Iterator[list[Message]]:
         """Answer the queued questions in order, yielding the view after each step. Only one
-        drain runs per conversation; a second one yields the view and returns (the first will reach any
-        question queued meanwhile: the queue check and the hand-over happen under one lock)."""
+        drain runs per conversation; a second one yields the view and returns (the first will
+        reach any question queued meanwhile: the queue check and the hand-over happen under
+        one lock)."""
         with self.guard:
             already = self.draining
             self.draining = True

@@ -41,19 +41,13 @@ def answer_html(answer: Any) -> str:
     """An answer (``rag.answer.Answer``): its sentences with ``[n]`` markers, and a footer line."""
     if answer.refused:
         return refusal_html(answer)
-    parts: list[str] = []
-    cursor = 0
-    for match in _MARKER.finditer(answer.answer):
-        parts.append(escape(answer.answer[cursor : match.start()]))
-        parts.append(f'<sup class="rag-cite">[{int(match.group(1))}]</sup>')
-        cursor = match.end()
-    parts.append(escape(answer.answer[cursor:]))
     mode = getattr(answer, "mode", "")
     how = "quoted from the documents" if mode == "extractive" else "checked against the sources"
     seconds = getattr(getattr(answer, "timings", None), "total_s", 0.0) or 0.0
     took = f"{seconds:.1f} s" if seconds >= 0.1 else "< 0.1 s"
     footer = f"{escape(answer.llm)} · {how} · {took}"
-    return _div("rag-answer", "".join(parts) + _div("rag-meta", footer) + understood_html(answer))
+    body = _with_markers(answer.answer)
+    return _div("rag-answer", body + _div("rag-meta", footer) + understood_html(answer))
 
 
 def understood_html(answer: Any) -> str:
@@ -81,16 +75,32 @@ def error_html(message: str) -> str:
     )
 
 
-def pending_html(draft: str = "") -> str:
-    """While answering: a status line, then the unverified draft as it streams in."""
-    if not draft:
-        return _div("rag-pending", "Searching the documents…")
-    return _div(
-        "rag-draft",
-        _div("rag-meta", "Drafting — checked against the sources before it is final")
-        + escape(draft)
-        + '<span class="rag-caret">▍</span>',
-    )
+STAGES = {
+    "searching": "Searching the documents…",
+    "writing": "Writing the answer — each sentence is checked against the sources before it "
+    "is shown…",
+}
+
+
+def pending_html(stage: str = "searching") -> str:
+    """Before the first checked sentence: what is happening (no unchecked text is shown)."""
+    return _div("rag-pending", escape(STAGES.get(stage, STAGES["searching"])))
+
+
+def _with_markers(text: str) -> str:
+    parts: list[str] = []
+    cursor = 0
+    for match in _MARKER.finditer(text):
+        parts.append(escape(text[cursor : match.start()]))
+        parts.append(f'<sup class="rag-cite">[{int(match.group(1))}]</sup>')
+        cursor = match.end()
+    parts.append(escape(text[cursor:]))
+    return "".join(parts)
+
+
+def partial_html(checked: str) -> str:
+    """The checked sentences so far (each passed before it is shown; more may follow)."""
+    return _div("rag-partial", _with_markers(checked))
 
 
 def queued_html() -> str:

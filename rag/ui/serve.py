@@ -86,9 +86,10 @@ def warm_up(service: Any) -> None:
         bot.searcher.bm25()
     except RagError as error:  # a stopped Chroma server: serve anyway, questions will say so
         log.warning("index not ready: %s", error)
-    if service.default_llm and bot.default_spec.kind in ("local", "gguf"):
+    if service.default_llm:
         model = load_chat_model(bot.default_spec, bot.settings)
-        _ = getattr(model, "llama", None)  # loads the weights now, not on the first question
+        # A llama.cpp model loads its weights now, not on the first question.
+        _ = getattr(model, "llama", None)
 
 
 def launch(

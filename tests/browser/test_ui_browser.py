@@ -20,12 +20,18 @@ WATCH_STREAM = """
     const bots = chat.querySelectorAll('[data-testid="bot"] .message-content');
     const last = bots[bots.length - 1];
     if (!last) return;
-    const kind = last.querySelector('.rag-draft') ? 'draft'
+    const kind = last.querySelector('.rag-partial') ? 'partial'
       : last.querySelector('.rag-pending') ? 'pending'
       : last.querySelector('.rag-answer') ? 'answer'
       : last.querySelector('.rag-refusal') ? 'refusal' : 'other';
-    const entry = kind + ':' + last.innerText.length;
-    if (window.__states[window.__states.length - 1] !== entry) window.__states.push(entry);
+    const body = last.querySelector('.rag-partial, .rag-answer');
+    const text = kind === 'answer'
+      ? body.innerText.slice(0, body.innerText.length
+                                 - body.querySelector('.rag-meta').innerText.length)
+      : body ? body.innerText : last.innerText;
+    const previous = window.__states[window.__states.length - 1];
+    if (!previous || previous.kind !== kind || previous.text !== text)
+      window.__states.push({kind, text});
   };
   new MutationObserver(record).observe(chat, {subtree: true, childList: true,
                                               characterData: true});
@@ -72,17 +78,21 @@ def test_page_loads_offline_with_index_panel_and_examples(browser: Any, browser_
 
 
 def test_ask_streams_a_cited_answer_from_the_default_llm(browser: Any, browser_ui, shots) -> None:
-    """The real default LLM (SmolLM2 via llama.cpp): draft tokens stream in, then the checked
-    answer replaces them, with [n] markers and an expandable Sources block."""
+    """The real local LLM (SmolLM2 via llama.cpp): a working note, then only checked sentences,
+    then the answer with [n] markers and an expandable Sources block."""
     chat = ChatPage(browser, browser_ui.url).open()
     try:
         chat.page.evaluate(WATCH_STREAM)
         answer = chat.ask(QUESTION, timeout=240_000)
-        states: list[str] = chat.page.evaluate("() => window.__states")
-        kinds = [state.split(":")[0] for state in states if not state.startswith("other")]
+        states: list[dict] = chat.page.evaluate("() => window.__states")
+        kinds = [state["kind"] for state in states if state["kind"] != "other"]
         assert kinds[0] == "pending" and kinds[-1] == "answer", states
-        drafts = [state for state in states if state.startswith("draft")]
-        assert len(drafts) >= 2, f"no streamed draft tokens: {states}"
+        # Nothing unchecked is ever on screen: every state shown while the answer was being
+        # made is the working note or a prefix of the final answer's text.
+        final = " ".join(states[-1]["text"].split())
+        for state in states:
+            if state["kind"] == "partial":
+                assert final.startswith(" ".join(state["text"].split())), (state, final)
 
         assert "rag-answer" in (answer.get_attribute("class") or "")
         text = answer.inner_text()

@@ -125,6 +125,8 @@ def parse_spec(spec: str) -> LLMSpec:
         if not target or not path.is_file():
             raise LLMConfigError(f"RAG_LLM={value!r}: GGUF file not found: {target or '(empty)'}")
         return LLMSpec("gguf", str(path.resolve()))
+    if not separator and kind in ("ollama", "openai"):
+        raise LLMConfigError(f"RAG_LLM={value!r}: name the model, e.g. {kind}:MODEL")
     if separator and _PROVIDER.match(kind):
         if not target:
             raise LLMConfigError(f"RAG_LLM={value!r}: name the model, e.g. {kind}:MODEL")

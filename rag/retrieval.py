@@ -356,9 +356,13 @@ class HybridSearcher:
     def cache_dir(self) -> Path:
         return self.settings.state_dir / f"bm25-{self.settings.collection}"
 
+    def chunk_count(self) -> int:
+        """How many chunks the collection holds."""
+        return self.store.count()
+
     def is_empty(self) -> bool:
         """Does the collection hold no chunks at all?"""
-        return self.store.count() == 0
+        return self.chunk_count() == 0
 
     def invalidate(self) -> None:
         """Force a revision check on the next search (after an in-process ingest)."""

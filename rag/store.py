@@ -292,7 +292,14 @@ class Store:
     def query(
         self, vector: np.ndarray, n_results: int, where: dict[str, Any] | None = None
     ) -> list[tuple[str, float]]:
-        """(chunk id, cosine similarity) of the nearest chunks, best first."""
+        """(chunk id, cosine similarity) of the nearest chunks, best first.
+
+        Raw chromadb rather than ``langchain_chroma.Chroma`` (which ``as_langchain_vectorstore``
+        offers over the same collection): the hybrid search asks for ids and distances only
+        (``include=["distances"]``) over ``fetch_k`` candidates and loads text just for the
+        few it keeps, while LangChain's class always fetches every candidate's text and
+        metadata; and ingest needs upsert-by-id, revision stamps and the embedding-model check
+        on the collection's metadata, which LangChain's class does not expose."""
         collection = self.collection(create=False)
         if collection is None:
             return []

@@ -212,6 +212,7 @@ def test_every_streamed_state_is_a_prefix_of_the_final_answer(bot: RAG) -> None:
 
 def test_chain_is_a_langchain_runnable(seed_index: Settings) -> None:
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     from langchain_core.callbacks import BaseCallbackHandler
 
@@ -238,7 +239,9 @@ def test_chain_is_a_langchain_runnable(seed_index: Settings) -> None:
         ]
         return streamed, runs
 
-    streamed, runs = asyncio.run(collect())
+    # In a thread of its own: the test runner's thread may already hold an event loop.
+    with ThreadPoolExecutor(1) as pool:
+        streamed, runs = pool.submit(asyncio.run, collect()).result()
     assert streamed[-1].kind == "final" and "90%" in streamed[-1].answer.answer
     assert any(kind == "on_retriever_end" for kind, _ in runs), runs
     assert any(kind == "on_chat_model_stream" for kind, _ in runs), runs

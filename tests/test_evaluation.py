@@ -241,8 +241,10 @@ def test_evidence_is_matched_whitespace_and_case_normalised() -> None:
 @pytest.mark.parametrize(
     ("text", "sentences"),
     [
-        ("A b. [1] C d. [2]", [("A b.", [1]), ("C d.", [2])]),  # the pipeline's format
-        ("A b [1]. C d [2].", [("A b.", [1]), ("C d.", [2])]),  # the prompt's format
+        ("Alpha beta. [1] Gamma delta. [2]",  # the pipeline's format
+         [("Alpha beta.", [1]), ("Gamma delta.", [2])]),
+        ("Alpha beta [1]. Gamma delta [2].",  # the prompt's format
+         [("Alpha beta.", [1]), ("Gamma delta.", [2])]),
         ("First one. Second one. [1]", [("First one.", []), ("Second one.", [1])]),
         ("About 90% [1][2]. Done [3, 4]!", [("About 90%.", [1, 2]), ("Done!", [3, 4])]),
         ("Wuhan Tongsheng Technology Co. Ltd., and Hikvision. [1]", [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rag import markers
 from rag.answer.models import Candidate, Citation, RetrievedInfo
 from rag.answer.text import WORD
 from rag.answer.verify import Support
@@ -76,7 +77,8 @@ class Composer:
             self.leads_with_direct = True
         # A quote of several sentences (a lead-in and its list) cites after each of them.
         spans = sentence_spans(sentence) or [(0, len(sentence))]
-        piece = " ".join(f"{sentence[a:b]} [{self._numbers[key]}]" for a, b in spans)
+        marker = markers.cite(self._numbers[key])
+        piece = " ".join(f"{sentence[a:b]} {marker}" for a, b in spans)
         piece = f" {piece}" if self.text else piece
         self.text += piece
         return piece

@@ -7,12 +7,12 @@ import threading
 import unicodedata
 
 from rag.answer.models import QuestionError
+from rag.markers import MARKER  # noqa: F401  (re-exported: answer modules read markers here)
 
 # Text helpers ----------------------------------------------------------------------------
 
 WORD = re.compile(r"[^\W_]+(?:[.,'’][^\W_]+)*", re.UNICODE)
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-MARKER = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
 REFUSAL_PHRASES = re.compile(

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.answer.text import MARKER, NUMBER, WORD, content_terms, numbers_in
+from rag import markers
+from rag.answer.text import NUMBER, WORD, content_terms, numbers_in
 from rag.chunking import sentence_spans
 from rag.embeddings import Embedder
 from rag.retrieval import RetrievedChunk
@@ -104,13 +105,6 @@ class Verifier:
         return table
 
 
-_LEADING_MARKERS = re.compile(r"^(?:\s*\[\d+(?:\s*[,;]\s*\d+)*\])+")
-
-
-def _marker_numbers(text: str) -> list[int]:
-    return [int(n) for group in MARKER.findall(text) for n in re.split(r"[,;]", group)]
-
-
 def split_answer(text: str) -> list[tuple[str, list[int]]]:
     """Answer sentences with the [n] markers each carried (markers removed from the text).
 
@@ -119,17 +113,17 @@ def split_answer(text: str) -> list[tuple[str, list[int]]]:
     pieces: list[tuple[str, list[int]]] = []
     for a, b in sentence_spans(text):
         sentence = text[a:b]
-        lead = _LEADING_MARKERS.match(sentence)
+        lead = markers.LEADING.match(sentence)
         if lead and pieces:
-            pieces[-1][1].extend(_marker_numbers(lead.group(0)))
+            pieces[-1][1].extend(markers.numbers(lead.group(0)))
             sentence = sentence[lead.end() :]
-        markers = _marker_numbers(sentence)
-        clean = MARKER.sub("", sentence).strip()
+        cited = markers.numbers(sentence)
+        clean = markers.strip(sentence).strip()
         if not WORD.search(clean):
-            if pieces and markers:  # a marker that trailed the sentence end: "… sentence. [2]"
-                pieces[-1][1].extend(markers)
+            if pieces and cited:  # a marker that trailed the sentence end: "… sentence. [2]"
+                pieces[-1][1].extend(cited)
             continue
-        pieces.append((clean, markers))
+        pieces.append((clean, cited))
     return pieces
 
 
@@ -190,13 +184,13 @@ def new_words(sentence: str, support: Support, chunks: list[RetrievedChunk]) -> 
 
 
 def choose_support(
-    row: list[tuple[float, int, int]], markers: list[int], chunks: list[RetrievedChunk]
+    row: list[tuple[float, int, int]], cited: list[int], chunks: list[RetrievedChunk]
 ) -> Support | None:
     """The best-supporting chunk; the one the model cited wins when it is nearly as good."""
     if not row:
         return None
     best_index = max(range(len(row)), key=lambda i: row[i][0])
-    for n in markers:
+    for n in cited:
         i = n - 1
         if 0 <= i < len(row) and row[i][0] >= row[best_index][0] - 0.05:
             best_index = i

@@ -254,7 +254,7 @@ def evaluate_beir(
         raise EvaluationError(f"ingesting {dataset.name} failed: {failed}")
     ingested_s = time.perf_counter() - began
     searcher = HybridSearcher(beir_settings, get_embedder(beir_settings))
-    total_chunks = searcher.store.count()
+    total_chunks = searcher.chunk_count()
     depth = max(RECALL_DEPTH, k)
     fetch = max(beir_settings.fetch_k, 3 * depth)
     names = {"ndcg": f"ndcg@{k}", "recall": f"recall@{RECALL_DEPTH}", "mrr": f"mrr@{k}"}

@@ -87,7 +87,7 @@ def run_evaluation(
     """
     from rag.answer import QuestionError
 
-    if bot.searcher.store.count() == 0:
+    if bot.searcher.is_empty():
         where = bot.settings.chroma_url or bot.settings.index_dir
         raise EvaluationError(
             f"the collection '{bot.settings.collection}' at {where} is empty: "

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from rag import markers
+from rag.answer.verify import split_answer
 from rag.evaluation.questions import EvalItem, ExpectedGroups, normalise
 
 if TYPE_CHECKING:
@@ -15,13 +17,11 @@ if TYPE_CHECKING:
 
 # Matching ------------------------------------------------------------------------------------
 
-_MARKERS = re.compile(r"\s*\[\d+(?:\s*[,;]\s*\d+)*\]")
-
 
 def matches_alternative(answer: str, alternative: str) -> bool:
     """Does ``alternative`` occur in ``answer`` (both normalised), starting at a word boundary
     and, if it ends in a digit, ending at one? '[n]' citation markers are ignored."""
-    haystack = normalise(_MARKERS.sub("", answer))
+    haystack = normalise(markers.strip(answer))
     needle = normalise(alternative)
     if not needle:
         return False
@@ -97,44 +97,13 @@ class ItemResult:
         return asdict(self)
 
 
-_MARKER_GROUP = r"\[\d+(?:\s*[,;]\s*\d+)*\]"
-_TRAILING_MARKERS = re.compile(r"([.!?…][\"'”’)]*)((?:\s*" + _MARKER_GROUP + r")+)")
-_SENTENCE_END = re.compile(r"[.!?…][\"'”’)]*\s+|\n+")
-_ABBREVIATION = re.compile(
-    r"(?:\b(?:co|corp|inc|ltd|llc|plc|mr|mrs|ms|dr|prof|st|jr|sr|vs|etc|no|fig|approx|e\.g|"
-    r"i\.e|u\.s|u\.k|u\.n|e\.u)|\b[A-Z])\.$",
-    re.IGNORECASE,
-)
-
-
 def answer_sentences(text: str) -> list[tuple[str, list[int]]]:
-    """Sentences of an answer with the [n] markers each carries.
+    """Sentences of an answer with the [n] markers each carries, split as the answer checker
+    splits them (``rag.answer.split_answer``: one sentence splitter, one marker format).
 
     Markers count for the sentence they follow or end ("… 2023. [1]" and "… 2023 [1]." alike);
     no split is made after common abbreviations ("Co.", "Ltd.", "U.S.") or initials."""
-    text = _TRAILING_MARKERS.sub(lambda m: m.group(2) + m.group(1), text or "")
-    pieces: list[str] = []
-    cursor = 0
-    for match in _SENTENCE_END.finditer(text):
-        candidate = text[cursor : match.end()].rstrip()
-        if not match.group().strip() or not _ABBREVIATION.search(candidate):
-            pieces.append(text[cursor : match.end()])
-            cursor = match.end()
-    pieces.append(text[cursor:])
-    sentences: list[tuple[str, list[int]]] = []
-    for piece in pieces:
-        markers = [
-            int(number)
-            for group in re.findall(_MARKER_GROUP, piece)
-            for number in re.findall(r"\d+", group)
-        ]
-        clean = " ".join(re.sub(r"\s*" + _MARKER_GROUP, "", piece).split())
-        if not re.search(r"[^\W_]", clean):
-            if sentences and markers:
-                sentences[-1][1].extend(markers)
-            continue
-        sentences.append((clean, markers))
-    return sentences
+    return [(" ".join(clean.split()), cited) for clean, cited in split_answer(text or "")]
 
 
 def count_sentences(answer: Answer) -> tuple[int, int]:

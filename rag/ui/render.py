@@ -14,12 +14,13 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from rag import markers
+
 # Characters that start markup in HTML, Markdown (incl. GFM autolinks, tables, strikethrough)
 # or the LaTeX renderer. Each becomes a numeric character reference.
 _SPECIAL = frozenset("&<>\"'`*_[](){}#!|~$\\:=+-@^%")
 _NEWLINES = re.compile(r"\r\n|\r|\n|\u2028|\u2029")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_MARKER = re.compile(r"\[(\d+)\]")
 MAX_TITLE_CHARS = 100
 CONTEXT_CHARS = 400  # passage text shown on each side of a highlighted quote
 
@@ -90,7 +91,7 @@ def pending_html(stage: str = "searching") -> str:
 def _with_markers(text: str) -> str:
     parts: list[str] = []
     cursor = 0
-    for match in _MARKER.finditer(text):
+    for match in markers.SINGLE.finditer(text):
         parts.append(escape(text[cursor : match.start()]))
         parts.append(f'<sup class="rag-cite">[{int(match.group(1))}]</sup>')
         cursor = match.end()

@@ -183,9 +183,6 @@ class ChatLlamaCpp(BaseChatModel):
                 ) from None
         return self._llama
 
-    def count_tokens(self, text: str) -> int:
-        return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False))
-
     def _params(self, stop: list[str] | None) -> dict[str, Any]:
         return {
             "temperature": self.temperature,

@@ -209,6 +209,8 @@ th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: ta
 .better { color: #1b7f3b; } .worse { color: #b00020; }
 img { max-width: 100%; } blockquote { margin: .2em 0 .2em 1em; color: #444; }
 ul { margin: 0; padding-left: 1.2em; } code { background: #f4f4f4; padding: 0 3px; }
+td, th, code { overflow-wrap: anywhere; word-break: break-word; white-space: normal; }
+table.items { table-layout: fixed; font-size: 13px; }
 """
 
 
@@ -273,6 +275,9 @@ def _item_row(item: ItemResult) -> str:
 
 
 _ITEM_HEADER = (
+    "<colgroup><col style='width:9%'><col style='width:16%'><col style='width:11%'>"
+    "<col style='width:25%'><col style='width:13%'><col style='width:15%'>"
+    "<col style='width:11%'></colgroup>"
     "<tr><th>id</th><th>question</th><th>expected</th><th>answer</th><th>problems</th>"
     "<th>citations</th><th>retrieved sources</th></tr>"
 )
@@ -335,7 +340,7 @@ def render_html(
     parts.append(f"<h2>Failed items ({len(failed)})</h2>")
     if failed:
         rows = "".join(_item_row(item) for item in failed)
-        parts.append(f"<table>{_ITEM_HEADER}{rows}</table>")
+        parts.append(f"<table class='items'>{_ITEM_HEADER}{rows}</table>")
     else:
         parts.append("<p>All items passed.</p>")
     passed = [item for item in run.items if item.passed]
@@ -343,7 +348,7 @@ def render_html(
         rows = "".join(_item_row(item) for item in passed)
         parts.append(
             f"<details><summary>Passed items ({len(passed)})</summary>"
-            f"<table>{_ITEM_HEADER}{rows}</table></details>"
+            f"<table class='items'>{_ITEM_HEADER}{rows}</table></details>"
         )
     parts.append(f"<h2>Configuration</h2><table>{config_rows}</table>")
     parts.append("</body></html>")

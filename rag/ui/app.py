@@ -153,6 +153,12 @@ CSS = """
   line-height: 1.55; overflow-wrap: anywhere;
 }
 .rag-cite { color: var(--color-accent); font-weight: 600; font-size: 0.75em; }
+.rag-answer .rag-cite { cursor: pointer; text-decoration: underline dotted; }
+.rag-source { border-radius: 6px; }
+.rag-flash { animation: rag-flash 1.6s ease-out; }
+@keyframes rag-flash {
+  0% { box-shadow: 0 0 0 3px #f59e0b; } 100% { box-shadow: 0 0 0 3px transparent; }
+}
 .rag-meta { color: var(--body-text-color-subdued); font-size: 0.8em; margin-top: 0.35rem; }
 .rag-partial::after { content: "▍"; animation: rag-blink 1s steps(1) infinite; }
 @keyframes rag-blink { 50% { opacity: 0; } }
@@ -210,14 +216,52 @@ CSS = """
 """
 
 
-# A phone screen is too narrow for the side panel and the chat together: start it closed.
-CLOSE_SIDEBAR_ON_PHONES = """
+# On load: a phone screen is too narrow for the side panel and the chat together, so it starts
+# closed; and a click on an answer's [n] opens that answer's Sources block and scrolls to
+# source n (its quote is already highlighted), flashing it.
+ON_LOAD = """
 () => {
   if (window.innerWidth < 768) {
     const toggle = document.querySelector('.sidebar.open .toggle-button, '
       + '.sidebar.open button[aria-label="Toggle Sidebar"]');
     if (toggle) toggle.click();
   }
+  if (window.__ragCitations) return;
+  window.__ragCitations = true;
+  const sourcesAfter = (cite) => {
+    const groups = document.querySelectorAll('#rag-chat .thought-group');
+    for (const group of groups) {
+      if (cite.compareDocumentPosition(group) & Node.DOCUMENT_POSITION_FOLLOWING) return group;
+    }
+    return null;
+  };
+  document.addEventListener('click', (event) => {
+    const cite = event.target.closest && event.target.closest('#rag-chat .rag-answer sup.rag-cite');
+    if (!cite) return;
+    const n = cite.textContent.replace(/[^0-9]/g, '');
+    const group = sourcesAfter(cite);
+    if (!group) return;
+    const find = () => Array.from(group.querySelectorAll('.rag-source')).find(
+      (el) => (el.querySelector('.rag-source-n') || {}).textContent === '[' + n + ']');
+    const visible = (el) => el && el.offsetParent !== null;
+    if (!visible(find())) {
+      const title = group.querySelector('.title');
+      if (title) title.click();
+    }
+    let tries = 0;
+    const show = () => {
+      const target = find();
+      if (visible(target)) {
+        target.scrollIntoView({block: 'center', behavior: 'smooth'});
+        target.classList.remove('rag-flash');
+        void target.offsetWidth;
+        target.classList.add('rag-flash');
+      } else if (++tries < 40) {
+        setTimeout(show, 50);
+      }
+    };
+    show();
+  });
 }
 """
 
@@ -472,7 +516,7 @@ def build_app(service: ChatService) -> Any:
             stats_view,
             api_visibility="private",
             show_progress="hidden",
-            js=CLOSE_SIDEBAR_ON_PHONES,
+            js=ON_LOAD,
         )
         gr.api(
             ask,

@@ -185,9 +185,10 @@ def stats_html(stats: dict[str, Any] | None, llm: str, error: str | None = None)
         return _div("rag-stats", _div("rag-error", escape(error)))
     assert stats is not None
     sources = stats.get("sources") or []
+    documents, chunks = int(stats.get("documents", 0)), int(stats.get("chunks", 0))
     rows = (
-        f"<b>{int(stats.get('documents', 0))}</b> documents · "
-        f"<b>{int(stats.get('chunks', 0))}</b> chunks"
+        f"<b>{documents}</b> document{'' if documents == 1 else 's'} · "
+        f"<b>{chunks}</b> chunk{'' if chunks == 1 else 's'}"
     )
     details = (
         f"collection {escape(stats.get('collection', ''))} ({escape(stats.get('store', ''))})"
@@ -243,11 +244,3 @@ def ingest_html(
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def progress_html(done: int, total: int, chunks: int, current: str) -> str:
-    """A one-line progress note while files are being indexed."""
-    return _div(
-        "rag-meta",
-        f"indexing {int(done)}/{int(total)} files · {int(chunks)} chunks · " + escape(current),
-    )

@@ -131,6 +131,31 @@ def test_refusal_looks_different_from_an_answer(browser: Any, browser_ui, shots)
         chat.close()
 
 
+def test_clicking_a_citation_opens_and_shows_its_source(browser: Any, browser_ui, shots) -> None:
+    chat = ChatPage(browser, browser_ui.url).open()
+    try:
+        chat.set_extractive(True)
+        answer = chat.ask(QUESTION)
+        chat.page.wait_for_timeout(500)  # the answer's event completes (one last re-render)
+        cite = answer.locator("sup.rag-cite").first
+        number = cite.inner_text().strip()
+        cite.click()
+        source = chat.page.locator(".rag-source.rag-flash")
+        source.wait_for(state="visible", timeout=5_000)
+        assert source.locator(".rag-source-n").inner_text() == number
+        assert source.locator("mark").count() == 1
+        chat.page.wait_for_timeout(600)  # smooth scrolling
+        box = source.bounding_box()
+        viewport = chat.page.viewport_size
+        assert box and viewport and 0 <= box["y"] < viewport["height"]
+        cite.click()  # a second click keeps the block open
+        chat.page.wait_for_timeout(300)
+        assert chat.page.locator(".rag-source").last.is_visible()
+        chat.screenshot(shots, "desktop-citation-clicked")
+    finally:
+        chat.close()
+
+
 def test_two_questions_sent_300_ms_apart_are_both_answered_in_order(
     browser: Any, browser_ui
 ) -> None:

@@ -68,7 +68,7 @@ def _contents(chat: list[dict[str, Any]]) -> list[str]:
 def test_startup_logs_url_index_and_llm(ui) -> None:
     port = int(ui.url.rstrip("/").rsplit(":", 1)[1])
     assert ui.url == f"http://127.0.0.1:{port}/"
-    assert re.search(r"index: .* · collection documents · 1 documents, \d+ chunks", ui.output)
+    assert re.search(r"index: .* · collection documents · 1 document, \d+ chunks", ui.output)
     assert "LLM: extractive" in ui.output and "Traceback" not in ui.output
     limit = STARTUP_LIMIT_S * ui.load
     print(

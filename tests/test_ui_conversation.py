@@ -116,3 +116,31 @@ def test_sessions_are_separate_and_forgotten() -> None:
     assert sessions.get("b").view() == [] and len(sessions) == 2
     sessions.forget("a")
     assert sessions.get("a").view() == [] and len(sessions) == 2
+
+
+def test_regenerate_asks_the_last_question_again_in_place(bot) -> None:
+    conversation = Conversation()
+    conversation.enqueue(QUESTION)
+    conversation.enqueue(UNANSWERABLE)
+    *_, before = conversation.drain(extractive(bot))
+    assert conversation.regenerate()
+    assert not conversation.regenerate()  # the question is waiting again: nothing more to do
+    *_, after = conversation.drain(extractive(bot))
+    assert kinds(after) == kinds(before)
+    assert [q for q, _ in conversation.history] == [QUESTION, UNANSWERABLE]
+    # Only the newest answer offers Regenerate.
+    offers = ["rag-regen" in str(message["content"]) for message in after]
+    assert offers.count(True) == 1 and "rag-regen" in str(after[4]["content"])
+
+
+def test_regenerate_waits_for_the_running_answer(bot) -> None:
+    conversation = Conversation()
+    assert not conversation.regenerate()  # nothing answered yet
+    gate = threading.Event()
+    conversation.enqueue(QUESTION)
+    drain = conversation.drain(extractive(bot, gate))
+    next(drain)
+    assert not conversation.regenerate()
+    gate.set()
+    list(drain)
+    assert conversation.regenerate()

@@ -154,6 +154,10 @@ CSS = """
 }
 .rag-cite { color: var(--color-accent); font-weight: 600; font-size: 0.75em; }
 .rag-answer .rag-cite { cursor: pointer; text-decoration: underline dotted; }
+.rag-copytext, #rag-regenerate { display: none !important; }
+.rag-actions { margin-left: 0.6rem; }
+.rag-action { cursor: pointer; color: var(--color-accent); margin-right: 0.6rem; }
+.rag-action:hover { text-decoration: underline; }
 .rag-source { border-radius: 6px; }
 .rag-flash { animation: rag-flash 1.6s ease-out; }
 @keyframes rag-flash {
@@ -205,7 +209,25 @@ CSS = """
 #rag-upload-note .html-container, #rag-upload-status .html-container {
   padding-top: 0 !important; padding-bottom: 0 !important;
 }
+/* "New chat" clears the conversation; Gradio's own clear icon would cover the top message. */
+#rag-chat .icon-button-wrapper.top-panel { display: none !important; }
+/* Gradio's footer leaves a lone separator dot after "Use via API". */
+footer .divider, footer .record.hidden { display: none !important; }
+/* The settings accordion's arrow points right when closed, down when open. */
+#rag-settings .label-wrap .icon[style*="rotate(90deg)"] { transform: rotate(-90deg) !important; }
+/* Example questions look like something to click. */
+#rag-chat .examples .example {
+  border: 1px solid var(--border-color-accent, #c7d2fe); border-radius: 999px;
+  background: var(--background-fill-primary); padding: 0.35rem 0.9rem; cursor: pointer;
+}
+#rag-chat .examples .example:hover { background: var(--color-accent-soft, #eef2ff); }
+#rag-input-row { align-items: stretch; }
 @media (max-width: 640px) {
+  #rag-input-row { flex-wrap: nowrap !important; gap: 6px !important; }
+  #rag-input-row > button { min-width: 0 !important; padding-left: 10px !important;
+                            padding-right: 10px !important; flex: 0 0 auto !important; }
+  #rag-input-row > .form { min-width: 0 !important; }
+  #rag-title { padding-left: 36px; }
   #rag-title p { display: none; }
   .rag-chunk { max-height: 12rem; }
   #rag-chat .message-row {
@@ -219,7 +241,7 @@ CSS = """
 # On load: a phone screen is too narrow for the side panel and the chat together, so it starts
 # closed; and a click on an answer's [n] opens that answer's Sources block and scrolls to
 # source n (its quote is already highlighted), flashing it.
-ON_LOAD = """
+ON_LOAD = r"""
 () => {
   if (window.innerWidth < 768) {
     const toggle = document.querySelector('.sidebar.open .toggle-button, '
@@ -236,6 +258,27 @@ ON_LOAD = """
     return null;
   };
   document.addEventListener('click', (event) => {
+    const action = event.target.closest && event.target.closest('#rag-chat .rag-action');
+    if (action) {
+      const message = action.closest('.rag-answer, .rag-refusal');
+      if (action.classList.contains('rag-copy') && message) {
+        const holder = document.createElement('div');
+        holder.innerHTML = message.querySelector('.rag-copytext').innerHTML
+          .replace(/<br\s*\/?>/gi, '\n');
+        const text = holder.textContent;
+        const done = () => { action.textContent = 'Copied'; window.__ragCopied = text;
+                             setTimeout(() => { action.textContent = 'Copy'; }, 1500); };
+        if (navigator.clipboard && window.isSecureContext) {
+          navigator.clipboard.writeText(text).then(done, done);
+        } else {
+          done();
+        }
+      } else if (action.classList.contains('rag-regen')) {
+        const trigger = document.querySelector('#rag-regenerate');
+        if (trigger) trigger.click();
+      }
+      return;
+    }
     const cite = event.target.closest && event.target.closest('#rag-chat .rag-answer sup.rag-cite');
     if (!cite) return;
     const n = cite.textContent.replace(/[^0-9]/g, '');
@@ -319,6 +362,12 @@ def build_app(service: ChatService) -> Any:
     def clear(request: gr.Request) -> list[dict[str, Any]]:
         conversation = conversations.get(request.session_hash)
         conversation.clear()
+        return conversation.view()
+
+    def regenerate(request: gr.Request) -> list[dict[str, Any]]:
+        """Ask the last question again, in place of its answer."""
+        conversation = conversations.get(request.session_hash)
+        conversation.regenerate()
         return conversation.view()
 
     def forget(request: gr.Request) -> None:
@@ -439,7 +488,7 @@ def build_app(service: ChatService) -> Any:
                 examples=[{"text": q, "display_text": q} for q in examples] or None,
                 scale=1,
             )
-            with gr.Row(equal_height=True):
+            with gr.Row(equal_height=True, elem_id="rag-input-row"):
                 question = gr.Textbox(
                     placeholder="Ask a question about your documents…",
                     label="Question",
@@ -478,8 +527,12 @@ def build_app(service: ChatService) -> Any:
         chatbot.example_select(pick_example, None, [question, chatbot], **enqueue_options).then(
             drain, settings_inputs, chatbot, **drain_options
         )
-        chatbot.clear(clear, None, chatbot, api_visibility="private")
         new_button.click(clear, None, chatbot, api_visibility="private")
+        # Regenerate (under the newest answer) clicks this hidden button from the page script.
+        regenerate_button = gr.Button("Regenerate", elem_id="rag-regenerate")
+        regenerate_button.click(regenerate, None, chatbot, **enqueue_options).then(
+            drain, settings_inputs, chatbot, **drain_options
+        )
         # The API's chat endpoint (one call: enqueue and stream), bound to a hidden trigger.
         api_chat = gr.Button(visible=False, elem_id="rag-api-chat")
         api_chat.click(chat, [question, *settings_inputs], chatbot, api_name="chat",

@@ -80,6 +80,16 @@ def answer_messages(answer: Any) -> list[Message]:
 
 
 @dataclass
+class TurnRecord:
+    """Where a finished turn's messages start, what was asked, and whether it was answered
+    (an answered turn has an entry in the history)."""
+
+    start: int
+    question: str
+    answered: bool
+
+
+@dataclass
 class Conversation:
     """One session's chat: finished turns, the turn being answered, and questions waiting."""
 
@@ -87,6 +97,7 @@ class Conversation:
     history: History = field(default_factory=list)
     active: list[Message] = field(default_factory=list)
     queued: deque[str] = field(default_factory=deque)
+    turns: list[TurnRecord] = field(default_factory=list)
     epoch: int = 0  # bumped by clear(): a turn started in an older epoch is abandoned
     draining: bool = False
     guard: threading.Lock = field(default_factory=threading.Lock)
@@ -113,9 +124,22 @@ class Conversation:
         """Start over: forget the chat, the history and anything queued; abandon the turn
         being answered (its generation stops at the next step)."""
         with self.guard:
-            self.messages, self.history, self.active = [], [], []
+            self.messages, self.history, self.active, self.turns = [], [], [], []
             self.queued.clear()
             self.epoch += 1
+
+    def regenerate(self) -> bool:
+        """Ask the last question again in place of its answer; False (nothing done) while an
+        answer is running or questions wait, or before any answer."""
+        with self.guard:
+            if self.draining or self.queued or not self.turns:
+                return False
+            last = self.turns.pop()
+            del self.messages[last.start :]
+            if last.answered and self.history:
+                self.history.pop()
+            self.queued.append(last.question)
+            return True
 
     def drain(self, stream: Streamer) -> Iterator[list[Message]]:
         """Answer the queued questions in order, yielding the view after each step. Only one
@@ -139,6 +163,10 @@ class Conversation:
                     history = list(self.history)
                     asked = {"role": "user", "content": render.user_html(question)}
                     self.active = [asked]
+                    answered = False
+                    for message in self.messages:  # only the newest answer offers Regenerate
+                        if isinstance(message.get("content"), str):
+                            message["content"] = message["content"].replace(render.REGENERATE, "")
                 turn = answer_turn(stream, question, history)
                 try:
                     for messages, answer in turn:
@@ -148,11 +176,13 @@ class Conversation:
                             self.active = [asked, *messages]
                             if answer is not None:
                                 self.history.append((question, answer.answer))
+                                answered = True
                         yield self.view()
                 finally:
                     turn.close()
                 with self.guard:
                     if self.epoch == epoch:
+                        self.turns.append(TurnRecord(len(self.messages), question, answered))
                         self.messages.extend(self.active)
                     self.active = []
                 yield self.view()

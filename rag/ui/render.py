@@ -48,7 +48,32 @@ def answer_html(answer: Any) -> str:
     took = f"{seconds:.1f} s" if seconds >= 0.1 else "< 0.1 s"
     footer = f"{escape(answer.llm)} · {how} · {took}"
     body = _with_markers(answer.answer)
-    return _div("rag-answer", body + _div("rag-meta", footer) + understood_html(answer))
+    return _div(
+        "rag-answer",
+        body
+        + _div("rag-meta", footer + ACTIONS)
+        + understood_html(answer)
+        + _div("rag-copytext", escape(copy_text(answer))),
+    )
+
+
+# Copy and Regenerate under each answer: inert text, acted on by the page's script (rag.ui.app).
+# Only the newest answer keeps Regenerate (the conversation removes it from older ones).
+REGENERATE = '<span class="rag-action rag-regen">Regenerate</span>'
+ACTIONS = (
+    f'<span class="rag-actions"><span class="rag-action rag-copy">Copy</span>{REGENERATE}</span>'
+)
+
+
+def copy_text(answer: Any) -> str:
+    """What Copy puts on the clipboard: the answer with its [n], then each source and quote."""
+    lines = [answer.answer]
+    if answer.citations:
+        lines += ["", "Sources:"]
+        for citation in answer.citations:
+            page = f", page {citation.page}" if citation.page is not None else ""
+            lines.append(f'[{citation.n}] {citation.source}{page}: "{citation.quote}"')
+    return "\n".join(lines)
 
 
 def understood_html(answer: Any) -> str:
@@ -65,7 +90,9 @@ def refusal_html(answer: Any) -> str:
         "rag-refusal",
         '<span class="rag-refusal-label">Not in the documents</span>'
         + _div("rag-refusal-text", escape(answer.answer))
-        + understood_html(answer),
+        + _div("rag-meta", ACTIONS)
+        + understood_html(answer)
+        + _div("rag-copytext", escape(answer.answer)),
     )
 
 

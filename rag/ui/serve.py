@@ -74,6 +74,10 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def warm_up(service: Any) -> None:
     """Load what the first question needs: the embedder, the reader, the keyword index, the
     local LLM."""
@@ -151,8 +155,9 @@ def launch(
     if stats is not None:
         where = settings.chroma_url or str(settings.index_dir)
         _say(
-            f"index: {where} · collection {stats['collection']} · {stats['documents']} "
-            f"documents, {stats['chunks']} chunks · embeddings {stats['embedding_model']}"
+            f"index: {where} · collection {stats['collection']} · "
+            f"{plural(stats['documents'], 'document')}, {plural(stats['chunks'], 'chunk')} · "
+            f"embeddings {stats['embedding_model']}"
         )
     else:
         _say(f"index: unavailable ({stats_error})")

@@ -66,7 +66,7 @@ def test_page_loads_offline_with_index_panel_and_examples(browser: Any, browser_
     chat = ChatPage(browser, browser_ui.url).open()
     try:
         stats = chat.page.locator("#rag-stats").inner_text()
-        assert "1 documents" in stats and SEED_FILE.name in stats
+        assert "1 document ·" in stats and SEED_FILE.name in stats
         # Example questions name what is indexed.
         assert chat.page.get_by_text("What is china russia military supply about?").count() >= 1
         assert chat.page.locator("#rag-reindex").is_enabled()
@@ -152,6 +152,35 @@ def test_clicking_a_citation_opens_and_shows_its_source(browser: Any, browser_ui
         chat.page.wait_for_timeout(300)
         assert chat.page.locator(".rag-source").last.is_visible()
         chat.screenshot(shots, "desktop-citation-clicked")
+    finally:
+        chat.close()
+
+
+def test_copy_and_regenerate_an_answer(browser: Any, browser_ui) -> None:
+    chat = ChatPage(browser, browser_ui.url).open()
+    try:
+        chat.set_extractive(True)
+        page = chat.page
+        answer = chat.ask(QUESTION)
+        page.wait_for_timeout(500)
+        answer.locator(".rag-copy").click()
+        copied = page.wait_for_function("() => window.__ragCopied", timeout=5_000).json_value()
+        assert "90%" in copied and "[1]" in copied and "Sources:" in copied
+        assert SEED_FILE.name in copied and "<" not in copied
+        answers = page.locator(ANSWERED).count()
+        questions = page.locator("#rag-chat .rag-question").count()
+        answer.locator(".rag-regen").click()
+        page.wait_for_function(
+            "() => document.querySelector('#rag-chat .rag-pending') !== null", timeout=10_000
+        )
+        page.wait_for_function(
+            f"n => document.querySelectorAll({ANSWERED!r}).length === n "
+            "&& !document.querySelector('#rag-chat .rag-pending')",
+            arg=answers,
+            timeout=60_000,
+        )
+        assert page.locator("#rag-chat .rag-question").count() == questions  # in place
+        assert "90%" in page.locator(ANSWERED).last.inner_text()
     finally:
         chat.close()
 
@@ -291,5 +320,74 @@ def test_phone_screen_keeps_the_chat_usable(browser: Any, browser_ui, shots) -> 
         width = chat.page.evaluate("() => document.documentElement.scrollWidth")
         assert width <= 390, f"the page scrolls sideways ({width}px)"
         chat.screenshot(shots, "mobile-answer-sources")
+    finally:
+        chat.close()
+
+
+LAYOUT_FACTS = """
+() => {
+  const rect = (el) => { if (!el) return null; const r = el.getBoundingClientRect();
+    return {x: r.x, y: r.y, w: r.width, h: r.height, right: r.right, bottom: r.bottom,
+            visible: r.width > 0 && r.height > 0 && el.offsetParent !== null}; };
+  const ask = Array.from(document.querySelectorAll('#rag-input-row button'));
+  const clears = Array.from(document.querySelectorAll('#rag-chat button[aria-label="Clear"]'));
+  const icon = document.querySelector('#rag-settings .label-wrap .icon');
+  return {
+    scrollWidth: document.documentElement.scrollWidth,
+    toggle: rect(document.querySelector('.toggle-button')),
+    title: rect(document.querySelector('#rag-title h1')),
+    input: rect(document.querySelector('#rag-question textarea')),
+    buttons: ask.map(rect),
+    clears: clears.map(rect).filter((r) => r.visible),
+    messages: Array.from(document.querySelectorAll('#rag-chat .message-row')).map(rect),
+    chat: rect(document.querySelector('#rag-chat')),
+    row: rect(document.querySelector('#rag-input-row')),
+    arrow: icon ? getComputedStyle(icon).transform : null,
+  };
+}
+"""
+
+
+def _overlap(a: dict, b: dict) -> bool:
+    return (
+        a["x"] < b["right"]
+        and b["x"] < a["right"]
+        and a["y"] < b["bottom"]
+        and b["y"] < a["bottom"]
+    )
+
+
+@pytest.mark.parametrize(("width", "height"), [(1280, 900), (390, 844)])
+def test_layout_rules_on_desktop_and_phone(
+    browser: Any, browser_ui, shots, width: int, height: int
+) -> None:
+    chat = ChatPage(browser, browser_ui.url, width=width, height=height).open()
+    try:
+        chat.set_extractive(True)
+        if width < 768:  # the panel covers the chat on a phone: close it again
+            chat.page.locator("button.toggle-button").first.click()
+            chat.page.wait_for_timeout(400)
+        chat.ask(QUESTION)
+        chat.ask(UNANSWERABLE)
+        chat.page.wait_for_timeout(600)
+        facts = chat.page.evaluate(LAYOUT_FACTS)
+        chat.screenshot(shots, f"layout-{width}x{height}")
+        assert facts["scrollWidth"] <= width, facts["scrollWidth"]
+        assert not _overlap(facts["toggle"], facts["title"]), (facts["toggle"], facts["title"])
+        for clear in facts["clears"]:  # no clear icon on top of a message
+            assert not any(_overlap(clear, m) for m in facts["messages"]), clear
+        input_box = facts["input"]
+        for button in facts["buttons"]:  # Ask and New chat: in view, beside the input
+            assert button["visible"] and button["right"] <= width and button["bottom"] <= height
+            assert button["y"] < input_box["bottom"] and input_box["y"] < button["bottom"]
+        # The chat fills the height down to the input row: no dead space under it.
+        assert facts["row"]["y"] - facts["chat"]["bottom"] < 48, (facts["chat"], facts["row"])
+        assert facts["chat"]["h"] >= 0.5 * height
+        if width >= 768:  # the settings arrow points down when open, right (▶) when closed
+            assert facts["arrow"] == "matrix(1, 0, 0, 1, 0, 0)", facts["arrow"]
+            chat.page.locator("#rag-settings .label-wrap").click()
+            chat.page.wait_for_timeout(400)
+            arrow = chat.page.evaluate(LAYOUT_FACTS)["arrow"]
+            assert arrow.startswith("matrix(") and arrow.split(",")[1].strip() == "-1", arrow
     finally:
         chat.close()

@@ -285,10 +285,10 @@ def chat(index_dir: Path | None, collection: str | None, llm: str | None, k: int
             continue
         if not command:
             continue
-        click.echo("bot> ", nl=False)
         shown = ""
         answer = None
         try:
+            click.echo("bot> ", nl=False)
             # Only checked sentences are printed, as each passes; a refusal when none does.
             for event in bot.stream(question, history):
                 if event.kind == "sentence":

@@ -84,6 +84,12 @@ class Settings(BaseSettings):
         "folder, or a model name already in the local Hugging Face cache.",
     )
     embedding_batch_size: int = Field(32, ge=1, le=4096)
+    encoder_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+        "onnx",
+        description="How the embedding model and the reader run: ONNX Runtime (exported once "
+        "from the packaged weights into RAG_CACHE_DIR), its int8 quantization, or PyTorch. "
+        "An index embedded in int8 is only queried in int8, and fp32 (torch or onnx) in fp32.",
+    )
     chunk_size: int = Field(1000, ge=100, le=20_000, description="Target chunk size (chars).")
     chunk_overlap: int = Field(150, ge=0, le=10_000, description="Overlap between chunks (chars).")
     max_file_mb: float = Field(50.0, gt=0, description="Files larger than this are rejected.")

@@ -33,7 +33,7 @@ def check_embeddings() -> str:
 
     embedder = Embedder("packaged")
     vector = embedder.encode(["offline check"])
-    return f"{embedder.name}, {vector.shape[1]} dimensions"
+    return f"{embedder.name} ({embedder.backend}), {vector.shape[1]} dimensions"
 
 
 def check_chroma() -> str:

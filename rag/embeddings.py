@@ -7,11 +7,13 @@ needs a small cache; both are a few lines here.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import json
 import threading
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
@@ -51,15 +53,62 @@ def resolve_model(name: str) -> tuple[str, str]:
 
 
 class Embedder(Embeddings):
-    """Normalised sentence embeddings from a local sentence-transformers model (lazy-loaded)."""
+    """Normalised sentence embeddings from a local sentence-transformers model (lazy-loaded).
 
-    def __init__(self, model: str = "packaged", batch_size: int = 32, device: str = "cpu"):
+    ``backend`` "onnx"/"onnx-int8" runs a mean-pooling BERT model (the packaged one) with ONNX
+    Runtime (rag.onnx_encoders); other models, and "torch", run with sentence-transformers."""
+
+    def __init__(
+        self,
+        model: str = "packaged",
+        batch_size: int = 32,
+        device: str = "cpu",
+        backend: str = "onnx",
+    ):
         self.load_path, self.name = resolve_model(model)
         self.batch_size = batch_size
         self.device = device
+        self.backend = backend if onnx_supported(Path(self.load_path)) else "torch"
         self._model: SentenceTransformer | None = None
+        self._onnx: Any = None
         self._dimension: int | None = None
         self._lock = threading.Lock()
+
+    @property
+    def precision(self) -> str:
+        """ "fp32" or "int8": vectors of one precision are only compared with their own."""
+        from rag.onnx_encoders import precision_of
+
+        return precision_of(self.backend)
+
+    @property
+    def onnx(self) -> Any:
+        if self._onnx is None:
+            with self._lock:
+                if self._onnx is None:
+                    from rag.onnx_encoders import OnnxEncoder, exported
+
+                    folder = Path(self.load_path)
+                    self._onnx = OnnxEncoder(
+                        exported(folder, "embedding", self.backend), self.backend
+                    )
+        return self._onnx
+
+    def _onnx_encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        """Mean-pooled, normalised vectors; texts sorted by length so batches pad little."""
+        encoder = self.onnx
+        limit = _max_seq_length(Path(self.load_path))
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for begin in range(0, len(order), batch_size):
+            chosen = order[begin : begin + batch_size]
+            arrays, _ = encoder.encode_batch([texts[i] for i in chosen], limit)
+            hidden = encoder.run(arrays)[0]
+            mask = arrays["attention_mask"][..., None].astype(np.float32)
+            pooled = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
+            norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+            out[chosen] = pooled / np.maximum(norms, 1e-12)
+        return out
 
     @property
     def model(self) -> SentenceTransformer:
@@ -98,6 +147,8 @@ class Embedder(Embeddings):
         """float32 array (len(texts), dim) of L2-normalised embeddings."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if self.backend != "torch":
+            return self._onnx_encode(list(texts), batch_size or self.batch_size)
         vectors = self.model.encode(
             texts,
             batch_size=batch_size or self.batch_size,
@@ -120,8 +171,6 @@ class Embedder(Embeddings):
 
 def _dimension_from_config(folder: Path) -> int | None:
     """Output size of a sentence-transformers model folder from its module configs, if told."""
-    import json
-
     try:
         modules = json.loads((folder / "modules.json").read_text())
     except (OSError, ValueError):
@@ -136,6 +185,25 @@ def _dimension_from_config(folder: Path) -> int | None:
     return int(size) if size else None
 
 
+def onnx_supported(folder: Path) -> bool:
+    """A local BERT model with mean pooling (how the ONNX path pools); others use torch."""
+    try:
+        config = json.loads((folder / "config.json").read_text())
+        pooling = json.loads((folder / "1_Pooling" / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    modes = [key for key, value in pooling.items() if key.startswith("pooling_mode") and value]
+    return config.get("model_type") == "bert" and modes == ["pooling_mode_mean_tokens"]
+
+
+@functools.cache
+def _max_seq_length(folder: Path) -> int:
+    try:
+        return int(json.loads((folder / "sentence_bert_config.json").read_text())["max_seq_length"])
+    except (OSError, ValueError, KeyError):
+        return 256
+
+
 @lru_cache(maxsize=1024)
 def _cached_query(embedder: Embedder, text: str) -> np.ndarray:
     vector = embedder.encode([text])[0]
@@ -143,14 +211,18 @@ def _cached_query(embedder: Embedder, text: str) -> np.ndarray:
     return vector
 
 
-_SHARED: dict[tuple[str, int], Embedder] = {}
+_SHARED: dict[tuple[str, int, str], Embedder] = {}
 _SHARED_LOCK = threading.Lock()
 
 
 def get_embedder(settings: Settings) -> Embedder:
-    """One shared Embedder per model and batch size in this process (the model loads once)."""
-    key = (settings.embedding_model, settings.embedding_batch_size)
+    """One shared Embedder per model, batch size and backend in this process (loaded once)."""
+    key = (settings.embedding_model, settings.embedding_batch_size, settings.encoder_backend)
     with _SHARED_LOCK:
         if key not in _SHARED:
-            _SHARED[key] = Embedder(settings.embedding_model, settings.embedding_batch_size)
+            _SHARED[key] = Embedder(
+                settings.embedding_model,
+                settings.embedding_batch_size,
+                backend=settings.encoder_backend,
+            )
         return _SHARED[key]

@@ -85,23 +85,35 @@ class ReaderScore:
 class Reader:
     """Loads the reader once; ``score`` is thread-safe."""
 
-    def __init__(self, folder: Path | str = READER_DIR, threads: int | None = None):
+    def __init__(
+        self, folder: Path | str = READER_DIR, threads: int | None = None, backend: str = "onnx"
+    ):
+        """``backend``: "onnx" (ONNX Runtime, fp32: the same scores the thresholds were
+        calibrated on, without importing torch), "onnx-int8" or "torch"."""
         self.folder = Path(folder)
         self.threads = threads
+        self.backend = backend
         self._model = None
+        self._onnx = None
         self._tokenizer = None
         self._calibration: Calibration | None = None
         self._lock = threading.Lock()
 
     def _load(self) -> None:
-        if self._model is not None:
+        if self._model is not None or self._onnx is not None:
             return
         with self._lock:
-            if self._model is not None:
+            if self._model is not None or self._onnx is not None:
                 return
             weights = self.folder / "model.safetensors"
             if not weights.is_file() or not (self.folder / "config.json").is_file():
                 raise ReaderError(f"the reader model is missing from {self.folder}: {RESTORE_HINT}")
+            if self.backend != "torch":
+                from rag.onnx_encoders import OnnxEncoder, exported
+
+                model = exported(self.folder, "reader", self.backend)
+                self._onnx = OnnxEncoder(model, self.backend, self.threads)
+                return
             try:
                 import torch
                 from transformers import AutoTokenizer, BertForQuestionAnswering
@@ -147,9 +159,11 @@ class Reader:
         if not candidates:
             return []
         self._load()
+        texts, offsets = zip(*(reader_text(t, s) for t, s in candidates), strict=True)
+        if self._onnx is not None:
+            return self._score_onnx(question, list(texts), list(offsets), batch_size)
         import torch
 
-        texts, offsets = zip(*(reader_text(t, s) for t, s in candidates), strict=True)
         scores: list[ReaderScore] = []
         for begin in range(0, len(texts), batch_size):
             batch = list(texts[begin : begin + batch_size])
@@ -171,6 +185,31 @@ class Reader:
             for i, sentence_offset in enumerate(offsets[begin : begin + batch_size]):
                 scores.append(
                     _best_span(starts[i], ends[i], mapping[i], sequence_ids[i], sentence_offset)
+                )
+        return scores
+
+    def _score_onnx(
+        self, question: str, texts: list[str], offsets: list[int], batch_size: int
+    ) -> list[ReaderScore]:
+        encoder = self._onnx
+        assert encoder is not None
+        scores: list[ReaderScore] = []
+        for begin in range(0, len(texts), batch_size):
+            batch = texts[begin : begin + batch_size]
+            arrays, encodings = encoder.encode_batch(
+                [(question, text) for text in batch], MAX_LENGTH
+            )
+            starts, ends = encoder.run(arrays)
+            for i, sentence_offset in enumerate(offsets[begin : begin + batch_size]):
+                encoding = encodings[i]
+                scores.append(
+                    _best_span(
+                        starts[i],
+                        ends[i],
+                        np.array(encoding.offsets),
+                        encoding.sequence_ids,
+                        sentence_offset,
+                    )
                 )
         return scores
 
@@ -212,10 +251,10 @@ _SHARED: dict[str, Reader] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def get_reader(folder: Path | str = READER_DIR) -> Reader:
-    """One reader per model folder per process."""
-    key = str(Path(folder).resolve())
+def get_reader(folder: Path | str = READER_DIR, backend: str = "onnx") -> Reader:
+    """One reader per model folder and backend per process."""
+    key = f"{Path(folder).resolve()}|{backend}"
     with _SHARED_LOCK:
         if key not in _SHARED:
-            _SHARED[key] = Reader(folder)
+            _SHARED[key] = Reader(folder, backend=backend)
         return _SHARED[key]

@@ -117,11 +117,21 @@ def forget_client(settings: Settings) -> None:
 class Store:
     """One Chroma collection holding our chunks, with the operations ingestion and retrieval use."""
 
-    def __init__(self, settings: Settings, embedding_model: str | None, embedding_dim: int | None):
-        """``embedding_model``/``embedding_dim`` None: read-only use, no compatibility check."""
+    def __init__(
+        self,
+        settings: Settings,
+        embedding_model: str | None,
+        embedding_dim: int | None,
+        embedding_precision: str = "fp32",
+    ):
+        """``embedding_model``/``embedding_dim`` None: read-only use, no compatibility check.
+        ``embedding_precision``: "fp32" (torch or onnx) or "int8" (onnx-int8); an index is
+        queried only in the precision it was embedded in (collections without the field were
+        embedded in fp32)."""
         self.settings = settings
         self.embedding_model = embedding_model
         self.embedding_dim = embedding_dim
+        self.embedding_precision = embedding_precision
         self._collection: Any = None
         self._space = "cosine"
         self._lock = threading.RLock()
@@ -184,6 +194,7 @@ class Store:
         return {
             "embedding_model": self.embedding_model,
             "embedding_dim": self.embedding_dim,
+            "embedding_precision": self.embedding_precision,
             "revision": uuid.uuid4().hex,
         }
 
@@ -208,6 +219,15 @@ class Store:
                 f"{built} ({dim} dimensions) but the configured model is "
                 f"{self.embedding_model!r} ({self.embedding_dim} dimensions); vectors of two "
                 f"models cannot be mixed. {keep}: `rag reset --yes` then `rag ingest PATH`."
+            )
+        precision = metadata.get("embedding_precision", "fp32")
+        if precision != self.embedding_precision:
+            backend = "onnx-int8" if precision == "int8" else "onnx (or torch)"
+            raise EmbeddingMismatchError(
+                f"the index '{self.settings.collection}' at {self.location} was embedded in "
+                f"{precision} but this process embeds in {self.embedding_precision}; the two "
+                f"differ slightly and are not mixed. Set RAG_ENCODER_BACKEND={backend}, or "
+                "rebuild it: `rag reset --yes` then `rag ingest PATH`."
             )
 
     def _stored_dimension(self, collection: Any) -> int | None:
@@ -423,7 +443,9 @@ def chunk_metadata(chunk: Chunk, extra: dict[str, Any]) -> dict[str, Any]:
 
 def open_store(settings: Settings, embedder: Any) -> Store:
     """The store for these settings, checked against ``embedder``'s model and dimension."""
-    return Store(settings, embedder.name, embedder.dimension)
+    return Store(
+        settings, embedder.name, embedder.dimension, getattr(embedder, "precision", "fp32")
+    )
 
 
 def as_langchain_vectorstore(settings: Settings, embedder: Any) -> Any:

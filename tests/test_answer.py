@@ -348,7 +348,7 @@ def test_answer_json_contract(bot: RAG) -> None:
         "n", "source", "chunk_id", "page", "start", "end", "quote"
     }  # fmt: skip
     assert set(data["retrieved"][0]) == {"chunk_id", "source", "score", "text"}
-    assert set(data["timings"]) == {"retrieve_s", "generate_s", "total_s"}
+    assert set(data["timings"]) == {"load_s", "retrieve_s", "generate_s", "total_s"}
 
 
 @pytest.mark.slow

@@ -96,6 +96,7 @@ def refused_answer(turn: Turn, reason: str, draft: str = "", generate_s: float =
         retrieved=retrieved_info(turn.chunks),
         llm=turn.spec.label,
         timings=Timings(
+            load_s=round(turn.load_s, 4),
             retrieve_s=round(turn.retrieve_s, 4),
             generate_s=round(generate_s, 4),
             total_s=round(time.perf_counter() - turn.started, 4),
@@ -177,6 +178,7 @@ class AnswerChecker:
             retrieved=retrieved_info(turn.chunks),
             llm=turn.spec.label,
             timings=Timings(
+                load_s=round(turn.load_s, 4),
                 retrieve_s=round(turn.retrieve_s, 4),
                 generate_s=round(generate_s, 4) if turn.writes else 0.0,
                 total_s=round(time.perf_counter() - turn.started, 4),

@@ -44,6 +44,7 @@ class RetrievedInfo(BaseModel):
 
 
 class Timings(BaseModel):
+    load_s: float = Field(0.0, description="Loading models and the keyword index (first use).")
     retrieve_s: float = 0.0
     generate_s: float = 0.0
     total_s: float = 0.0

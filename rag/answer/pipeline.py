@@ -84,7 +84,10 @@ class RAG:
         self.retriever = retriever or HybridRetriever(searcher=self.searcher)
         self.prompt = prompt or ANSWER_PROMPT
         self.verifier = Verifier(self.embedder)
-        self.reader = reader or get_reader(self.settings.reader_dir or READER_DIR)
+        # The reader runs in fp32 whatever the embedding precision: its thresholds were
+        # calibrated on fp32 scores (ONNX Runtime reproduces them; torch is the fallback).
+        reader_backend = "torch" if self.settings.encoder_backend == "torch" else "onnx"
+        self.reader = reader or get_reader(self.settings.reader_dir or READER_DIR, reader_backend)
         self.chat_model = chat_model
         if chat_model is not None:
             name = getattr(chat_model, "_llm_type", None) or type(chat_model).__name__
@@ -92,6 +95,31 @@ class RAG:
         else:
             self.default_spec = parse_spec(self.settings.llm)
         self._chain: Runnable | None = None
+        self._loaded: set[str] = set()
+        self._load_lock = threading.Lock()
+
+    def load(self, spec: LLMSpec | None = None) -> float:
+        """Load what answering needs now rather than on the first question: the embedding
+        model, the reader, the keyword index, and ``spec``'s chat model weights when they are
+        local. Returns the seconds spent (0.0 when all was loaded already)."""
+        spec = spec or self.default_spec
+        began = time.perf_counter()
+        with self._load_lock:
+            if "encoders" not in self._loaded:
+                self.embedder.encode_query("load")
+                self.reader.score("load", [("", "Load.")])
+                self._loaded.add("encoders")
+            if "keyword index" not in self._loaded:
+                try:
+                    self.searcher.bm25()
+                    self._loaded.add("keyword index")
+                except RagError:  # a store that is down: the search reports it
+                    pass
+            if spec.label not in self._loaded:
+                model = self.model_for(spec)
+                _ = getattr(model, "llama", None)  # llama.cpp weights load on first access
+                self._loaded.add(spec.label)
+        return time.perf_counter() - began
 
     def model_for(self, spec: LLMSpec) -> BaseChatModel | None:
         """The chat model that answers for ``spec`` (None: extractive, no LLM)."""
@@ -172,6 +200,7 @@ class RAG:
             model=self.model_for(spec),
             drafts=bool(inputs.get("drafts")),
         )
+        turn.load_s = self.load(spec)
         turn.standalone = self.condense(text, turn.history, spec, config)
         return {"turn": turn}
 

@@ -35,6 +35,7 @@ class Turn:
     refusal: str | None = None  # why the documents are taken not to answer, when they are not
     context: str = ""  # the numbered sources the model is shown
     started: float = field(default_factory=time.perf_counter)
+    load_s: float = 0.0
     retrieve_s: float = 0.0
     read_done: float = 0.0
 

@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from rag.config import ConfigError, RagError, Settings
+from rag.llm import parse_spec
 
 log = logging.getLogger("rag.ui")
 
@@ -81,19 +82,9 @@ def plural(n: int, noun: str) -> str:
 def warm_up(service: Any) -> None:
     """Load what the first question needs: the embedder, the reader, the keyword index, the
     local LLM."""
-    from rag.llm import load_chat_model
-
     bot = service.bot
-    bot.embedder.encode_query("warm up")
-    bot.reader.score("warm up", [("", "Warm up.")])
-    try:
-        bot.searcher.bm25()
-    except RagError as error:  # a stopped Chroma server: serve anyway, questions will say so
-        log.warning("index not ready: %s", error)
-    if service.default_llm:
-        model = load_chat_model(bot.default_spec, bot.settings)
-        # A llama.cpp model loads its weights now, not on the first question.
-        _ = getattr(model, "llama", None)
+    spec = bot.default_spec if service.default_llm else parse_spec("extractive")
+    bot.load(spec)
 
 
 def launch(

@@ -1,0 +1,102 @@
+"""ONNX Runtime encoders (exported from the packaged weights, cached): the same vectors and
+reader scores as PyTorch in fp32, int8 close to them, an index kept in one precision, and a
+query path that never imports torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import rag_env
+
+from rag.config import Settings
+from rag.embeddings import Embedder
+from rag.ingest import ingest
+from rag.onnx_encoders import exported
+from rag.reader import READER_DIR, Reader
+from rag.store import EmbeddingMismatchError
+
+TEXTS = [
+    "In 2023, approximately 90% of Russia's microelectronics were sourced from China.",
+    "The ferry leaves at 07:15 and the crossing takes forty minutes.",
+    "Optical components for Russian tanks come from Wuhan Tongsheng Technology Co. Ltd.",
+    "Short.",
+    "A much longer sentence " * 40,
+]
+QUESTION = "What share of Russia's microelectronics came from China?"
+
+
+def test_onnx_embeddings_match_torch_and_int8_stays_close() -> None:
+    torch_vectors = Embedder(backend="torch").encode(TEXTS)
+    fp32 = Embedder(backend="onnx").encode(TEXTS)
+    int8 = Embedder(backend="onnx-int8").encode(TEXTS)
+    assert fp32.shape == torch_vectors.shape == int8.shape == (len(TEXTS), 384)
+    assert np.allclose(np.linalg.norm(int8, axis=1), 1.0, atol=1e-4)
+    assert (fp32 * torch_vectors).sum(axis=1).min() > 0.9999
+    assert (int8 * torch_vectors).sum(axis=1).min() > 0.98
+
+
+def test_onnx_reader_gives_the_calibrated_scores() -> None:
+    candidates = [("China and Russia", text) for text in TEXTS]
+    expected = Reader(READER_DIR, backend="torch").score(QUESTION, candidates)
+    got = Reader(READER_DIR, backend="onnx").score(QUESTION, candidates)
+    for a, b in zip(expected, got, strict=True):
+        assert abs(a.score - b.score) < 1e-3
+        assert (a.start, a.end) == (b.start, b.end)
+    best = max(range(len(got)), key=lambda i: got[i].score)
+    assert best == 0 and "90%" in TEXTS[0][got[0].start : got[0].end]
+
+
+def test_export_is_made_once_into_the_cache(tmp_path: Path, monkeypatch) -> None:
+    from rag.embeddings import packaged_model_dir
+
+    monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path / "cache"))
+    model = exported(packaged_model_dir(), "embedding", "onnx")
+    assert model.folder.is_relative_to(tmp_path / "cache")
+    stamp = model.path("onnx").stat().st_mtime_ns
+    again = exported(packaged_model_dir(), "embedding", "onnx-int8")
+    assert again.folder == model.folder and model.path("onnx").stat().st_mtime_ns == stamp
+    assert again.path("onnx-int8").stat().st_size < model.path("onnx").stat().st_size / 3
+
+
+def test_an_index_is_queried_only_in_its_own_precision(tmp_path: Path) -> None:
+    from rag.answer import RAG
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "ferry.txt").write_text("The ferry leaves at 07:15 every weekday morning.\n")
+    int8 = Settings(index_dir=tmp_path / "index", encoder_backend="onnx-int8", llm="extractive")
+    assert ingest([docs], int8).ok
+    assert not RAG(int8).ask("When does the ferry leave?").refused
+    fp32 = int8.with_overrides(encoder_backend="onnx")
+    with pytest.raises(EmbeddingMismatchError, match="RAG_ENCODER_BACKEND=onnx-int8"):
+        RAG(fp32).ask("When does the ferry leave?")
+    with pytest.raises(EmbeddingMismatchError, match="embedded in int8"):
+        ingest([docs], fp32.with_overrides(encoder_backend="torch"))
+
+
+def test_query_path_never_imports_torch(seed_index: Settings) -> None:
+    exported(READER_DIR, "reader", "onnx")  # made by an earlier run; here it must exist
+    code = (
+        "import sys\n"
+        "from rag.answer import RAG\n"
+        'answer = RAG().ask("What share of Russia\'s microelectronics came from China?")\n'
+        "assert '90%' in answer.answer, answer.answer\n"
+        "heavy = [m for m in ('torch', 'transformers', 'sentence_transformers') "
+        "if m in sys.modules]\n"
+        "print('heavy:', heavy, 'load_s:', answer.timings.load_s)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=rag_env(RAG_INDEX_DIR=str(seed_index.index_dir), RAG_LLM="extractive"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "heavy: []" in result.stdout
+    load_s = float(result.stdout.split("load_s:")[1])
+    assert load_s > 0  # the first question reports its loading apart from retrieval

@@ -56,7 +56,24 @@ def targets_table(results: dict[str, Any]) -> list[str]:
         f"{_num(latency.get('query_embed_ms'), 1)} ms)"
     )
     subset = " (subset)" if scifact.get("subset") else ""
+    encoder = results.get("encoder") or {}
+    reader = results.get("reader") or {}
+    cold = results.get("cold_ask") or {}
+    rates = encoder.get("docs_per_s") or {}
     rows = [
+        ("Embedding throughput, ONNX int8 / PyTorch fp32 (same run)",
+         f"{_num(encoder.get('speedup_vs_torch'), 2)} ({_num(rates.get('onnx-int8'), 1)} vs "
+         f"{_num(rates.get('torch'), 1)} docs/s; ONNX fp32 "
+         f"{_num(encoder.get('onnx_fp32_speedup_vs_torch'), 2)})",
+         "≥ 2.5", _check(encoder.get("speedup_vs_torch"), 2.5, below=False)),
+        ("SciFact dense nDCG@10, int8 − fp32",
+         _num(encoder.get("scifact_ndcg_delta"), 4), "≥ −0.005",
+         _check(encoder.get("scifact_ndcg_delta"), -0.005, below=False)),
+        ("Reader per question, 24 sentences, p95 (ONNX fp32)",
+         _num(reader.get("p95_ms"), 0, " ms"), "≤ 100 ms", _check(reader.get("p95_ms"), 100.0)),
+        ("Cold `rag ask` (fresh process), wall",
+         f"{_num(cold.get('wall_s'), 2, ' s')} ({_num(cold.get('peak_rss_mb'), 0)} MB peak)",
+         "≤ 3 s", _check(cold.get("wall_s"), 3.0)),
         (f"SciFact nDCG@10, default hybrid{subset}", _num(hybrid), "≥ 0.74 (never < 0.72)",
          _check(hybrid, 0.74, below=False)),
         (f"Ingest / bare encode ({ingest.get('chunks', '?')} chunks)", ingest_value, "≤ 1.15",

@@ -3,8 +3,8 @@
 full run of every section).
 
 Each section runs in its own Python process (clean caches, its own peak memory), in this order:
-scifact, ingest, retrieval_latency, answer_latency, startup. Caches that only save time (the
-SciFact index, the 100k-chunk latency index) live in ``benchmarks/.cache``.
+encoder, scifact, ingest, retrieval_latency, answer_latency, startup. Caches that only save time
+(the SciFact index, the 100k-chunk latency index) live in ``benchmarks/.cache``.
 """
 
 from __future__ import annotations
@@ -30,10 +30,13 @@ from benchmarks.common import (
     rss_mb,
 )
 
-SECTIONS = ("scifact", "ingest", "retrieval_latency", "answer_latency", "startup")
+SECTIONS = ("encoder", "scifact", "ingest", "retrieval_latency", "answer_latency", "startup")
 
 # The keys of latest.json that others rely on (issue 6); sections add more.
 CONTRACT: dict[str, tuple[str, ...]] = {
+    "encoder": ("speedup_vs_torch", "scifact_ndcg_delta"),
+    "reader": ("p95_ms",),
+    "cold_ask": ("wall_s",),
     "scifact": ("ndcg@10", "recall@100"),
     "ingest": (
         "chunks",
@@ -77,7 +80,9 @@ def missing_keys(results: dict[str, Any]) -> list[str]:
 
 def run_section(name: str, quick: bool) -> dict[str, Any]:
     """Run one section in this process and return its result."""
-    if name == "scifact":
+    if name == "encoder":
+        from benchmarks import encoder as module
+    elif name == "scifact":
         from benchmarks import scifact as module
     elif name == "ingest":
         from benchmarks import ingest_speed as module
@@ -116,7 +121,11 @@ def assemble(sections: dict[str, dict[str, Any]], previous: dict[str, Any]) -> d
         errors.pop(name, None)
         if "error" in data:
             errors[name] = data["error"]
-        if name == "startup":
+        if name == "encoder":
+            results["encoder"] = data
+            results["reader"] = data.get("reader", {})
+            results["cold_ask"] = data.get("cold_ask", {})
+        elif name == "startup":
             results["startup"] = data
             results["startup_s"] = data.get("startup_s")
             results["peak_rss_mb"] = data.get("peak_rss_mb")
@@ -137,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(wanted) - set(SECTIONS))
     if unknown:
         parser.error(f"unknown section(s) {', '.join(unknown)}; sections: {', '.join(SECTIONS)}")
-    needs_scifact = {"scifact", "ingest", "retrieval_latency"} & set(wanted)
+    needs_scifact = {"encoder", "scifact", "ingest", "retrieval_latency"} & set(wanted)
     if needs_scifact and not args.section and not (SCIFACT_DIR / "corpus.jsonl").is_file():
         parser.exit(
             2,

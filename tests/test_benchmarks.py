@@ -150,8 +150,16 @@ def test_report_and_assembly() -> None:
         "retrieval_latency": dict.fromkeys(CONTRACT["retrieval_latency"], 1.0),
         "answer_latency": dict.fromkeys(CONTRACT["answer_latency"], 1.0) | {"llm": "local"},
         "startup": {"startup_s": 9.5, "peak_rss_mb": 900.0, "runs": []},
+        "encoder": {
+            "speedup_vs_torch": 3.1,
+            "scifact_ndcg_delta": -0.002,
+            "docs_per_s": {"torch": 12.0, "onnx": 20.0, "onnx-int8": 37.0},
+            "reader": {"p95_ms": 80.0},
+            "cold_ask": {"wall_s": 2.2, "peak_rss_mb": 460.0},
+        },
     }
     results = assemble(sections, {})
+    assert results["reader"]["p95_ms"] == 80.0 and results["cold_ask"]["wall_s"] == 2.2
     assert missing_keys(results) == [] and results["startup_s"] == 9.5
     text = report.markdown(results, notes=False)
     assert "0.665" in text and "BM25 + cross-encoder rerank" in text and "0.750" in text
@@ -167,3 +175,23 @@ def test_statistics_and_json_safety() -> None:
 def test_run_rejects_unknown_sections() -> None:
     with pytest.raises(SystemExit):
         main(["--only", "nonsense"])
+
+
+def test_encoder_section_compares_backends_side_by_side(tiny_beir: Path) -> None:
+    from benchmarks import encoder
+    from rag.evaluation import load_beir
+
+    dataset = load_beir(tiny_beir, "test")
+    _, texts = encoder._texts(dataset, None)
+    speed = encoder.throughput(texts * 4)
+    assert set(speed["docs_per_s"]) == {"torch", "onnx", "onnx-int8"}
+    assert (
+        speed["cosine_to_torch"]["onnx"] > 0.9999 and speed["cosine_to_torch"]["onnx-int8"] > 0.98
+    )
+    quality = encoder.dense_ndcg(dataset, quick=False)
+    assert set(quality["dense_ndcg@10"]) == {"onnx", "onnx-int8"}
+    assert quality["scifact_ndcg_delta"] == round(
+        quality["dense_ndcg@10"]["onnx-int8"] - quality["dense_ndcg@10"]["onnx"], 4
+    )
+    reader = encoder.reader_latency(repeats=2)
+    assert reader["p95_ms"] == reader["onnx"]["p95_ms"] > 0 and reader["sentences"] == 24

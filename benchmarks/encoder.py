@@ -1,0 +1,158 @@
+"""Encoders side by side in one run: the packaged MiniLM with PyTorch fp32, ONNX Runtime fp32 and
+ONNX Runtime int8 (throughput on SciFact abstracts, agreement with PyTorch, SciFact dense
+nDCG@10 with each), the reader with PyTorch and ONNX Runtime (per question, 24 sentences), and a
+cold ``rag ask`` (wall time and peak memory of a fresh process)."""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import CACHE_DIR, SCIFACT_DIR, SEEDS_DIR, log, percentile, settings
+
+QUICK_DOCS = 200
+FULL_DOCS = 400
+QUICK_NDCG_DOCS = 1000  # quick: judged documents plus the first others, up to this many
+TARGET_SPEEDUP = 2.5
+TARGET_NDCG_DELTA = -0.005
+TARGET_READER_P95_MS = 100.0
+TARGET_COLD_ASK_S = 3.0
+COLD_QUESTION = "What share of Russia's microelectronics came from China?"
+BACKENDS = ("torch", "onnx", "onnx-int8")
+
+
+def _texts(dataset: Any, limit: int | None) -> tuple[list[str], list[str]]:
+    ids = list(dataset.corpus)[:limit] if limit else list(dataset.corpus)
+    return ids, [f"{dataset.corpus[d][0]}\n{dataset.corpus[d][1]}".strip() for d in ids]
+
+
+def throughput(texts: list[str]) -> dict[str, Any]:
+    """docs/s of each backend on the same texts (after a warm-up), and cosine to PyTorch."""
+    from rag.embeddings import Embedder
+
+    vectors: dict[str, np.ndarray] = {}
+    rates: dict[str, float] = {}
+    for backend in BACKENDS:
+        embedder = Embedder(backend=backend)
+        embedder.encode(texts[:8])  # load (and export, the first time) outside the timing
+        began = time.perf_counter()
+        vectors[backend] = embedder.encode(texts)
+        rates[backend] = len(texts) / (time.perf_counter() - began)
+    base = vectors["torch"]
+    return {
+        "docs": len(texts),
+        "docs_per_s": {b: round(r, 1) for b, r in rates.items()},
+        "speedup_vs_torch": round(rates["onnx-int8"] / rates["torch"], 2),
+        "onnx_fp32_speedup_vs_torch": round(rates["onnx"] / rates["torch"], 2),
+        "cosine_to_torch": {
+            b: round(float((vectors[b] * base).sum(axis=1).mean()), 4) for b in BACKENDS[1:]
+        },
+    }
+
+
+def dense_ndcg(dataset: Any, quick: bool) -> dict[str, Any]:
+    """Dense nDCG@10 on SciFact test queries with each backend (the same corpus for all)."""
+    from rag.embeddings import Embedder
+    from rag.evaluation.beir import ndcg_at_k
+
+    judged = {doc for grades in dataset.qrels.values() for doc in grades}
+    ids = [doc for doc in dataset.corpus if doc in judged]
+    if quick:
+        ids += [d for d in dataset.corpus if d not in judged][: QUICK_NDCG_DOCS - len(ids)]
+    else:
+        ids += [d for d in dataset.corpus if d not in judged]
+    texts = [f"{dataset.corpus[d][0]}\n{dataset.corpus[d][1]}".strip() for d in ids]
+    queries = list(dataset.qrels)
+    scores: dict[str, float] = {}
+    for backend in ("onnx", "onnx-int8"):  # onnx fp32 gives torch's vectors (cosine 1.000)
+        embedder = Embedder(backend=backend)
+        corpus = embedder.encode(texts)
+        asked = embedder.encode([dataset.queries[q] for q in queries])
+        values = []
+        for row, query in zip(asked @ corpus.T, queries, strict=True):
+            top = [ids[i] for i in np.argsort(-row)[:10]]
+            values.append(ndcg_at_k(top, dataset.qrels[query], 10))
+        scores[backend] = round(float(np.mean(values)), 4)
+    return {
+        "corpus_docs": len(ids),
+        "queries": len(queries),
+        "dense_ndcg@10": scores,
+        "scifact_ndcg_delta": round(scores["onnx-int8"] - scores["onnx"], 4),
+    }
+
+
+def reader_latency(repeats: int) -> dict[str, Any]:
+    """Reader time per question for 24 candidate sentences (MAX_READER_CANDIDATES)."""
+    from rag.reader import READER_DIR, Reader
+
+    text = (SEEDS_DIR / "china_russia_military_supply.txt").read_text(encoding="utf-8")
+    sentences = [s.strip() + "." for s in text.replace("\n", " ").split(". ") if s.strip()]
+    candidates = [("China and Russia", s) for s in (sentences * 3)[:24]]
+    result: dict[str, Any] = {"sentences": len(candidates)}
+    for backend in ("torch", "onnx"):
+        reader = Reader(READER_DIR, backend=backend)
+        reader.score(COLD_QUESTION, candidates)
+        times = []
+        for _ in range(repeats):
+            began = time.perf_counter()
+            reader.score(COLD_QUESTION, candidates)
+            times.append(1000 * (time.perf_counter() - began))
+        result[backend] = {
+            "p50_ms": round(percentile(times, 50), 1),
+            "p95_ms": round(percentile(times, 95), 1),
+        }
+    result["p95_ms"] = result["onnx"]["p95_ms"]
+    result["speedup_vs_torch"] = round(result["torch"]["p50_ms"] / result["onnx"]["p50_ms"], 2)
+    return result
+
+
+def cold_ask(runs: int) -> dict[str, Any]:
+    """``rag ask`` in a fresh process over the seed index (extractive): wall time and peak RSS."""
+    from benchmarks.answer_latency import seed_index
+
+    index = seed_index(CACHE_DIR / "seed-index")
+    rag = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "rag"
+    command = [str(rag), "ask", COLD_QUESTION, "--index", str(index), "--llm", "extractive"]
+    subprocess.run(command, capture_output=True, check=True)  # caches warm (exports made)
+    walls = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        subprocess.run(command, capture_output=True, check=True)
+        walls.append(time.perf_counter() - began)
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {
+        "runs": runs,
+        "wall_s": round(statistics.median(walls), 2),
+        "wall_max_s": round(max(walls), 2),
+        "peak_rss_mb": round(peak_kb / 1024, 1),
+    }
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    from rag.evaluation import load_beir
+
+    settings()  # the benchmark environment (offline, isolated)
+    dataset = load_beir(SCIFACT_DIR, "test")
+    _, texts = _texts(dataset, QUICK_DOCS if quick else FULL_DOCS)
+    log(f"encoder: throughput on {len(texts)} SciFact abstracts, three backends")
+    result: dict[str, Any] = throughput(texts)
+    log("encoder: SciFact dense nDCG@10, fp32 and int8")
+    result.update(dense_ndcg(dataset, quick))
+    log("encoder: reader per question, torch and onnx")
+    result["reader"] = reader_latency(10 if quick else 30)
+    log("encoder: cold `rag ask`")
+    result["cold_ask"] = cold_ask(3 if quick else 5)
+    result["targets"] = {
+        "speedup_vs_torch": TARGET_SPEEDUP,
+        "scifact_ndcg_delta": TARGET_NDCG_DELTA,
+        "reader_p95_ms": TARGET_READER_P95_MS,
+        "cold_ask_wall_s": TARGET_COLD_ASK_S,
+    }
+    result["subset"] = quick
+    return result

@@ -10,10 +10,10 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import RAG_BIN, rag_env
-from test_ui_support import QUESTION
+from test_ui_support import QUESTION, RAG_BIN
 
 from rag.config import Settings
+from tests.conftest import rag_env
 
 
 def test_chat_commands_answers_and_follow_ups(seed_index: Settings, run_rag) -> None:

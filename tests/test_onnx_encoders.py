@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import rag_env
 
 from rag.config import Settings
 from rag.embeddings import Embedder
@@ -18,6 +17,7 @@ from rag.ingest import ingest
 from rag.onnx_encoders import exported
 from rag.reader import READER_DIR, Reader
 from rag.store import EmbeddingMismatchError
+from tests.conftest import rag_env
 
 TEXTS = [
     "In 2023, approximately 90% of Russia's microelectronics were sourced from China.",

@@ -8,9 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import rag_env
-
 from rag.config import Settings
+from tests.conftest import rag_env
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

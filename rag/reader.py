@@ -111,8 +111,14 @@ class Reader:
             if self.backend != "torch":
                 from rag.onnx_encoders import OnnxEncoder, exported
 
-                model = exported(self.folder, "reader", self.backend)
-                self._onnx = OnnxEncoder(model, self.backend, self.threads)
+                try:
+                    model = exported(self.folder, "reader", self.backend)
+                    self._onnx = OnnxEncoder(model, self.backend, self.threads)
+                except RagError as error:
+                    raise ReaderError(
+                        f"the reader model in {self.folder} cannot be loaded ({error}): "
+                        f"{RESTORE_HINT}"
+                    ) from None
                 return
             try:
                 import torch

@@ -466,7 +466,7 @@ class RecordingBot:
         self.settings = load_settings(llm="extractive")
         self.default_spec = LLMSpec("extractive")
         self.calls: list[tuple[str, list[tuple[str, str]] | None]] = []
-        self.searcher = type("S", (), {"store": type("T", (), {"count": lambda self: 1})()})()
+        self.searcher = type("S", (), {"is_empty": lambda self: False})()
 
     def ask(self, question: str, history: Any = None, **_: Any) -> Answer:
         self.calls.append((question, None if history is None else list(history)))

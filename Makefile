@@ -50,11 +50,16 @@ bench-quick: install
 	$(PY) -m benchmarks.run --quick
 
 # The reader model (rag/models/reader): trained on SQuAD's training split (../shared/train/squad,
-# or RAG_SQUAD_DIR), seeded and resumable (checkpoints in build/reader), then calibrated on the
-# held-out validation articles. About 70 minutes on 2 cores.
-READER_QUESTIONS ?= 24000
+# or RAG_SQUAD_DIR) in two seeded, resumable stages (checkpoints in build/reader*): the first
+# READER_STAGE1 sampled questions from the base encoder, then the next ones up to
+# READER_QUESTIONS from that model at half the learning rate; then calibrated on the held-out
+# validation articles. About 110 minutes on 2 cores.
+READER_STAGE1 ?= 24000
+READER_QUESTIONS ?= 40000
 train-reader: install
-	$(PY) -m rag.train.reader --questions $(READER_QUESTIONS) --work build/reader --out rag/models/reader
+	$(PY) -m rag.train.reader --questions $(READER_STAGE1) --work build/reader --out build/reader/stage1
+	$(PY) -m rag.train.reader --init build/reader/stage1 --skip-questions $(READER_STAGE1) \
+	  --questions $(READER_QUESTIONS) --lr 4e-5 --work build/reader2 --out rag/models/reader
 	$(PY) -m rag.train.calibrate --reader rag/models/reader
 
 calibrate-reader: install
@@ -80,20 +85,20 @@ RAG := $(VENV)/bin/rag
 eval-gate: heldout
 	$(RAG) ingest seeds --index $(GATE)/seed >/dev/null
 	$(RAG) eval evals/seed.yaml --index $(GATE)/seed --json $(GATE)/seed.json \
-	  --fail-under answer_accuracy=0.85,refusal_accuracy=0.4,citation_accuracy=0.9 \
-	  --fail-over false_refusal_rate=0.1,uncited_sentence_rate=0
+	  --fail-under answer_accuracy=0.93,refusal_accuracy=0.4,citation_accuracy=0.93 \
+	  --fail-over false_refusal_rate=0.07,uncited_sentence_rate=0
 	$(RAG) ingest evals/corpora/handbook --index $(GATE)/handbook >/dev/null
 	$(RAG) eval evals/handbook.yaml --index $(GATE)/handbook --json $(GATE)/handbook.json \
-	  --fail-under answer_accuracy=0.52,refusal_accuracy=0.28,citation_accuracy=0.7 \
-	  --fail-over false_refusal_rate=0.16,uncited_sentence_rate=0
+	  --fail-under answer_accuracy=0.66,refusal_accuracy=0.35,citation_accuracy=0.8 \
+	  --fail-over false_refusal_rate=0.14,uncited_sentence_rate=0
 	$(RAG) ingest build/heldout/test/corpus --index $(GATE)/heldout >/dev/null
 	$(RAG) eval build/heldout/test/answerable.yaml --index $(GATE)/heldout \
-	  --json $(GATE)/answerable.json --fail-under answer_accuracy=0.74,citation_accuracy=0.76 \
+	  --json $(GATE)/answerable.json --fail-under answer_accuracy=0.77,citation_accuracy=0.78 \
 	  --fail-over false_refusal_rate=0.06,uncited_sentence_rate=0
 	$(RAG) eval build/heldout/test/adversarial.yaml --index $(GATE)/heldout \
-	  --json $(GATE)/adversarial.json --fail-under refusal_accuracy=0.13
+	  --json $(GATE)/adversarial.json --fail-under refusal_accuracy=0.15
 	$(RAG) eval build/heldout/test/outside.yaml --index $(GATE)/heldout \
-	  --json $(GATE)/outside.json --fail-under refusal_accuracy=0.72
+	  --json $(GATE)/outside.json --fail-under refusal_accuracy=0.7
 
 clean:
 	rm -rf $(VENV) index/* data reports .pytest_cache .ruff_cache

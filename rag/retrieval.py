@@ -28,6 +28,7 @@ from pydantic import ConfigDict
 from rag.config import Settings
 from rag.embeddings import Embedder, get_embedder
 from rag.store import Store, open_store
+from rag.terms import bm25_tokenizer
 
 REVISION_CHECK_SECONDS = 1.0
 BM25_FORMAT = "2"
@@ -155,12 +156,8 @@ class BM25Index:
 
     @staticmethod
     def make_tokenizer() -> Any:
-        import bm25s
-        import Stemmer
-
-        return bm25s.tokenization.Tokenizer(
-            stemmer=Stemmer.Stemmer("english"), stopwords="en", lower=True
-        )
+        """The shared tokenizer (rag.terms), as bm25s uses it."""
+        return bm25_tokenizer()
 
     @classmethod
     def build(cls, records: _Records) -> BM25Index:

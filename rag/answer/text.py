@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-import threading
 import unicodedata
 
 from rag.answer.models import QuestionError
 from rag.markers import MARKER  # noqa: F401  (re-exported: answer modules read markers here)
+from rag.terms import terms
 
 # Text helpers ----------------------------------------------------------------------------
 
@@ -24,29 +24,10 @@ REFUSAL_PHRASES = re.compile(
 )
 
 
-def _stopwords() -> frozenset[str]:
-    from bm25s.stopwords import STOPWORDS_EN_PLUS
-
-    return frozenset(STOPWORDS_EN_PLUS)
-
-
-STOPWORDS = _stopwords()
-_STEMMER_LOCAL = threading.local()
-
-
-def stem(word: str) -> str:
-    stemmer = getattr(_STEMMER_LOCAL, "stemmer", None)
-    if stemmer is None:
-        import Stemmer
-
-        stemmer = _STEMMER_LOCAL.stemmer = Stemmer.Stemmer("english")
-    return stemmer.stemWord(word)
-
-
 def content_terms(text: str) -> list[str]:
-    """Lower-cased, stemmed words that carry content (stopwords dropped)."""
-    words = (word.lower() for word in WORD.findall(text))
-    return [stem(word) for word in words if word not in STOPWORDS and not word.isdigit()]
+    """The words that carry content: the index terms BM25 uses (rag.terms), numbers aside
+    (those are compared exactly, by ``numbers_in``)."""
+    return [term for term in terms(text) if not term.isdigit()]
 
 
 def numbers_in(text: str) -> set[str]:

@@ -90,19 +90,20 @@ class Embedder(Embeddings):
 
                     folder = Path(self.load_path)
                     self._onnx = OnnxEncoder(
-                        exported(folder, "embedding", self.backend), self.backend
+                        exported(folder, "embedding", self.backend),
+                        self.backend,
+                        _max_seq_length(folder),
                     )
         return self._onnx
 
     def _onnx_encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         """Mean-pooled, normalised vectors; texts sorted by length so batches pad little."""
         encoder = self.onnx
-        limit = _max_seq_length(Path(self.load_path))
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         for begin in range(0, len(order), batch_size):
             chosen = order[begin : begin + batch_size]
-            arrays, _ = encoder.encode_batch([texts[i] for i in chosen], limit)
+            arrays, _ = encoder.encode_batch([texts[i] for i in chosen])
             hidden = encoder.run(arrays)[0]
             mask = arrays["attention_mask"][..., None].astype(np.float32)
             pooled = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)

@@ -170,7 +170,10 @@ def _quantize(fp32: Path, int8: Path) -> None:
 class OnnxEncoder:
     """An exported BERT-style encoder run with ONNX Runtime (thread-safe; sessions are)."""
 
-    def __init__(self, model: ExportedModel, backend: str, threads: int | None = None):
+    def __init__(
+        self, model: ExportedModel, backend: str, max_length: int, threads: int | None = None
+    ):
+        """``max_length``: inputs (texts, or text pairs, longest first) are truncated to it."""
         import onnxruntime
         from tokenizers import Tokenizer
 
@@ -187,16 +190,12 @@ class OnnxEncoder:
                 f"cannot load {model.path(backend)} with ONNX Runtime ({type(error).__name__}); "
                 f"delete {model.folder} to export it again"
             ) from None
-        self.tokenizer.no_truncation()
-        self.tokenizer.no_padding()
-        self._lock = threading.Lock()
+        self.tokenizer.enable_truncation(max_length=max_length, strategy="longest_first")
+        self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
 
-    def encode_batch(self, texts: list[Any], max_length: int) -> tuple[dict[str, np.ndarray], list]:
+    def encode_batch(self, texts: list[Any]) -> tuple[dict[str, np.ndarray], list]:
         """Token arrays (padded to the longest) for texts or (text, pair) tuples."""
-        with self._lock:  # truncation/padding settings are the tokenizer's state
-            self.tokenizer.enable_truncation(max_length=max_length, strategy="longest_first")
-            self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-            encodings = self.tokenizer.encode_batch(texts)
+        encodings = self.tokenizer.encode_batch(texts)
         arrays = {
             "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
             "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),

@@ -16,6 +16,7 @@ import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -113,7 +114,7 @@ class Reader:
 
                 try:
                     model = exported(self.folder, "reader", self.backend)
-                    self._onnx = OnnxEncoder(model, self.backend, self.threads)
+                    self._onnx = OnnxEncoder(model, self.backend, MAX_LENGTH, self.threads)
                 except RagError as error:
                     raise ReaderError(
                         f"the reader model in {self.folder} cannot be loaded ({error}): "
@@ -166,58 +167,45 @@ class Reader:
             return []
         self._load()
         texts, offsets = zip(*(reader_text(t, s) for t, s in candidates), strict=True)
-        if self._onnx is not None:
-            return self._score_onnx(question, list(texts), list(offsets), batch_size)
-        import torch
-
         scores: list[ReaderScore] = []
         for begin in range(0, len(texts), batch_size):
             batch = list(texts[begin : begin + batch_size])
-            encoded = self._tokenizer(
-                [question] * len(batch),
-                batch,
-                truncation="longest_first",
-                max_length=MAX_LENGTH,
-                padding=True,
-                return_offsets_mapping=True,
-                return_tensors="pt",
-            )
-            mapping = encoded.pop("offset_mapping").numpy()
-            sequence_ids = [encoded.sequence_ids(i) for i in range(len(batch))]
-            with torch.inference_mode():
-                output = self._model(**encoded)
-            starts = output.start_logits.float().numpy()
-            ends = output.end_logits.float().numpy()
+            starts, ends, mappings, sequence_ids = self._logits(question, batch)
             for i, sentence_offset in enumerate(offsets[begin : begin + batch_size]):
                 scores.append(
-                    _best_span(starts[i], ends[i], mapping[i], sequence_ids[i], sentence_offset)
+                    _best_span(starts[i], ends[i], mappings[i], sequence_ids[i], sentence_offset)
                 )
         return scores
 
-    def _score_onnx(
-        self, question: str, texts: list[str], offsets: list[int], batch_size: int
-    ) -> list[ReaderScore]:
-        encoder = self._onnx
-        assert encoder is not None
-        scores: list[ReaderScore] = []
-        for begin in range(0, len(texts), batch_size):
-            batch = texts[begin : begin + batch_size]
-            arrays, encodings = encoder.encode_batch(
-                [(question, text) for text in batch], MAX_LENGTH
-            )
-            starts, ends = encoder.run(arrays)
-            for i, sentence_offset in enumerate(offsets[begin : begin + batch_size]):
-                encoding = encodings[i]
-                scores.append(
-                    _best_span(
-                        starts[i],
-                        ends[i],
-                        np.array(encoding.offsets),
-                        encoding.sequence_ids,
-                        sentence_offset,
-                    )
-                )
-        return scores
+    def _logits(self, question: str, batch: list[str]) -> tuple[Any, Any, list, list]:
+        """Start and end logits for (question, text) pairs, with each token's character offsets
+        and segment ids."""
+        if self._onnx is not None:
+            arrays, encodings = self._onnx.encode_batch([(question, text) for text in batch])
+            starts, ends = self._onnx.run(arrays)
+            mappings = [np.array(encoding.offsets) for encoding in encodings]
+            return starts, ends, mappings, [encoding.sequence_ids for encoding in encodings]
+        import torch
+
+        encoded = self._tokenizer(
+            [question] * len(batch),
+            batch,
+            truncation="longest_first",
+            max_length=MAX_LENGTH,
+            padding=True,
+            return_offsets_mapping=True,
+            return_tensors="pt",
+        )
+        mappings = list(encoded.pop("offset_mapping").numpy())
+        sequence_ids = [encoded.sequence_ids(i) for i in range(len(batch))]
+        with torch.inference_mode():
+            output = self._model(**encoded)
+        return (
+            output.start_logits.float().numpy(),
+            output.end_logits.float().numpy(),
+            mappings,
+            sequence_ids,
+        )
 
 
 @functools.cache

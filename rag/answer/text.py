@@ -6,7 +6,6 @@ import re
 import unicodedata
 
 from rag.answer.models import QuestionError
-from rag.markers import MARKER  # noqa: F401  (re-exported: answer modules read markers here)
 from rag.terms import terms
 
 # Text helpers ----------------------------------------------------------------------------

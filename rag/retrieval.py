@@ -1,20 +1,19 @@
 """Retrieval: dense (Chroma) + BM25 (bm25s), fused; exposed as a LangChain retriever.
 
-The BM25 index is derived from the store's chunks and cached under ``index_dir/.rag/``, keyed
-by the collection's revision (which every ingest changes), so it is rebuilt only when the
-collection changed, by whichever process next needs it.
+The BM25 index (rag/bm25.py) is derived from the store's chunks and cached under
+``index_dir/.rag/``, keyed by the collection's revision (which every ingest changes). When the
+revision changes, whichever process next needs the index brings it up to date: it lists the
+store's chunk ids, reads only the chunks that are new, and masks the ones that are gone
+(chunk ids hash the chunk's text, so an id still present is the same chunk); a full rebuild
+happens only when the changes since the last one grow large (rag.bm25.MERGE_FRACTION).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import shutil
-import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -25,16 +24,21 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
+from rag.bm25 import BM25Cache, BM25Index, Records, Segment, search_text
 from rag.config import Settings
 from rag.embeddings import Embedder, get_embedder
 from rag.store import Store, open_store
-from rag.terms import bm25_tokenizer
+
+__all__ = [
+    "BM25Index",
+    "HybridRetriever",
+    "HybridSearcher",
+    "RetrievalResult",
+    "RetrievedChunk",
+    "fuse",
+]
 
 REVISION_CHECK_SECONDS = 1.0
-BM25_FORMAT = "2"
-# Anserini's usual BM25 setting; on SciFact train it beat 1.2/0.75 inside the hybrid.
-BM25_K1 = 0.9
-BM25_B = 0.4
 
 
 @dataclass
@@ -72,7 +76,7 @@ class RetrievedChunk:
     @property
     def search_text(self) -> str:
         """The text that was embedded and keyword-indexed (title + chunk)."""
-        return _search_text(self.title, self.text)
+        return search_text(self.title, self.text)
 
     def to_document(self) -> Document:
         metadata = dict(self.metadata)
@@ -118,172 +122,6 @@ class RetrievalResult:
     best_bm25: float
     seconds: float = 0.0
     details: dict[str, Any] = field(default_factory=dict)
-
-
-def _search_text(title: str, text: str) -> str:
-    if not title or text.startswith(title):
-        return text
-    return f"{title}\n{text}"
-
-
-class _Records:
-    """All chunk ids, texts, metadata and (float16) vectors of the collection, in BM25 order.
-
-    The vectors give exact cosines for chunks that BM25 found but the dense search did not."""
-
-    def __init__(
-        self,
-        ids: list[str],
-        texts: list[str],
-        metadatas: list[dict[str, Any]],
-        vectors: np.ndarray | None = None,
-    ):
-        self.ids = ids
-        self.texts = texts
-        self.metadatas = metadatas
-        self.vectors = vectors
-        self.position = {chunk_id: i for i, chunk_id in enumerate(ids)}
-        self.sources = np.array([str(m.get("source", "")) for m in metadatas], dtype=object)
-
-
-class BM25Index:
-    """A bm25s index over every chunk of a collection, with its records."""
-
-    def __init__(self, records: _Records, retriever: Any, tokenizer: Any):
-        self.records = records
-        self.retriever = retriever
-        self.tokenizer = tokenizer
-
-    @staticmethod
-    def make_tokenizer() -> Any:
-        """The shared tokenizer (rag.terms), as bm25s uses it."""
-        return bm25_tokenizer()
-
-    @classmethod
-    def build(cls, records: _Records) -> BM25Index:
-        import bm25s
-
-        tokenizer = cls.make_tokenizer()
-        corpus = [
-            _search_text(str(meta.get("title", "")), text)
-            for text, meta in zip(records.texts, records.metadatas, strict=True)
-        ]
-        tokens = tokenizer.tokenize(corpus, return_as="tuple", show_progress=False)
-        retriever = bm25s.BM25(method="lucene", k1=BM25_K1, b=BM25_B)
-        if records.ids:
-            retriever.index(tokens, show_progress=False)
-        return cls(records, retriever, tokenizer)
-
-    def save(self, folder: Path, revision: str) -> None:
-        """Write atomically: a temp folder renamed into place."""
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".bm25-", dir=folder.parent))
-        try:
-            if self.records.ids:
-                self.retriever.save(str(tmp), show_progress=False)
-                self.tokenizer.save_vocab(str(tmp))
-            if self.records.vectors is not None:
-                np.save(tmp / "vectors.npy", self.records.vectors, allow_pickle=False)
-            with open(tmp / "records.jsonl", "w", encoding="utf-8") as handle:
-                for row in zip(
-                    self.records.ids, self.records.texts, self.records.metadatas, strict=True
-                ):
-                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-            (tmp / "revision.json").write_text(
-                json.dumps({"revision": revision, "format": BM25_FORMAT})
-            )
-            if folder.exists():
-                shutil.rmtree(folder, ignore_errors=True)
-            os.replace(tmp, folder)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-
-    @classmethod
-    def load(cls, folder: Path, revision: str) -> BM25Index | None:
-        """The cached index if it is for ``revision``, else None."""
-        import bm25s
-
-        try:
-            stamp = json.loads((folder / "revision.json").read_text())
-            if stamp != {"revision": revision, "format": BM25_FORMAT}:
-                return None
-            ids, texts, metadatas = [], [], []
-            with open(folder / "records.jsonl", encoding="utf-8") as handle:
-                for line in handle:
-                    chunk_id, text, metadata = json.loads(line)
-                    ids.append(chunk_id)
-                    texts.append(text)
-                    metadatas.append(metadata)
-            vectors_path = folder / "vectors.npy"
-            vectors = np.load(vectors_path, allow_pickle=False) if vectors_path.exists() else None
-            if vectors is not None and len(vectors) != len(ids):
-                return None
-            records = _Records(ids, texts, metadatas, vectors)
-            tokenizer = cls.make_tokenizer()
-            if not ids:
-                return cls(records, bm25s.BM25(), tokenizer)
-            retriever = bm25s.BM25.load(str(folder), show_progress=False, verbosity=0)
-            tokenizer.load_vocab(str(folder))
-            return cls(records, retriever, tokenizer)
-        except (OSError, ValueError, KeyError):
-            return None
-
-    def idf(self, stems: Iterable[str]) -> dict[str, float]:
-        """Lucene IDF of stemmed terms over all chunks (unseen terms get the highest IDF)."""
-        n = len(self.records.ids)
-        if n == 0:
-            return {}
-        vocab = self.tokenizer.get_vocab_dict()
-        indptr = self.retriever.scores["indptr"]
-        weights: dict[str, float] = {}
-        for stem in stems:
-            sid = vocab.get(stem)
-            df = int(indptr[sid + 1] - indptr[sid]) if sid is not None else 0
-            weights[stem] = float(np.log(1.0 + (n - df + 0.5) / (df + 0.5)))
-        return weights
-
-    def _query_ids(self, query: str) -> tuple[list[int], int]:
-        """Indexed token ids of the query, and how many of its words the index never saw."""
-        words = [
-            word
-            for word in self.tokenizer.splitter(query.lower())
-            if word not in (self.tokenizer.stopwords or ())
-        ]
-        token_ids = self.tokenizer.tokenize(
-            [query], update_vocab=False, return_as="ids", show_progress=False
-        )[0]
-        vocab_size = len(self.retriever.scores["indptr"]) - 1
-        token_ids = [t for t in token_ids if 0 <= t < vocab_size]
-        return token_ids, max(0, len(words) - len(token_ids))
-
-    @property
-    def term_max(self) -> np.ndarray:
-        """Per indexed term, the highest score it gives any chunk (computed once)."""
-        if getattr(self, "_term_max", None) is None:
-            data = np.asarray(self.retriever.scores["data"], dtype=np.float32)
-            indptr = np.asarray(self.retriever.scores["indptr"])
-            maxima = np.zeros(len(indptr) - 1, dtype=np.float32)
-            nonempty = np.diff(indptr) > 0
-            if data.size:
-                maxima[nonempty] = np.maximum.reduceat(data, indptr[:-1][nonempty])
-            self._term_max = maxima
-        return self._term_max
-
-    def scores(self, query: str) -> tuple[np.ndarray, float]:
-        """BM25 score of every chunk for ``query``, and the score a chunk matching every query
-        word at its best would get (the normaliser of fusion; words the index lacks count at
-        the highest per-term score, so matching one word of a long query stays a weak match)."""
-        n = len(self.records.ids)
-        if n == 0:
-            return np.zeros(0, dtype=np.float32), 0.0
-        token_ids, unseen = self._query_ids(query)
-        if not token_ids:
-            return np.zeros(n, dtype=np.float32), 0.0
-        term_max = self.term_max
-        bound = float(term_max[token_ids].sum()) + unseen * float(term_max.max(initial=0.0))
-        scores = np.asarray(self.retriever.get_scores_from_ids(token_ids), dtype=np.float32)
-        return scores, bound
 
 
 def _top(scores: np.ndarray, k: int, mask: np.ndarray | None = None) -> np.ndarray:
@@ -366,7 +204,7 @@ class HybridSearcher:
         self._checked_at = 0.0
 
     def bm25(self) -> BM25Index:
-        """The BM25 index for the collection's current revision (loaded or rebuilt)."""
+        """The BM25 index for the collection's current revision (loaded, updated or built)."""
         now = time.monotonic()
         if self._bm25 is not None and now - self._checked_at < REVISION_CHECK_SECONDS:
             return self._bm25
@@ -375,27 +213,47 @@ class HybridSearcher:
             self._checked_at = time.monotonic()
             if self._bm25 is not None and revision == self._revision:
                 return self._bm25
-            index = BM25Index.load(self.cache_dir, revision)
+            cache = BM25Cache(self.cache_dir)
+            index, cached_revision = self._bm25, self._revision
             if index is None:
-                index = BM25Index.build(self._read_records())
+                index, cached_revision = cache.load() or (None, None)
+            if index is None or cached_revision != revision:
+                index = self._brought_up_to_date(index)
                 # A read-only index folder: keep the index in memory only.
                 with contextlib.suppress(OSError):
-                    index.save(self.cache_dir, revision)
+                    cache.save(index, revision)
             self._bm25, self._revision = index, revision
             return index
 
-    def _read_records(self) -> _Records:
-        ids: list[str] = []
-        texts: list[str] = []
-        metadatas: list[dict[str, Any]] = []
-        vectors: list[np.ndarray] = []
-        for page_ids, fields in self.store.iter_records(("documents", "metadatas", "embeddings")):
-            ids.extend(page_ids)
-            texts.extend(text or "" for text in fields["documents"])
-            metadatas.extend(meta or {} for meta in fields["metadatas"])
-            vectors.append(np.asarray(fields["embeddings"], dtype=np.float16))
-        matrix = np.concatenate(vectors) if vectors else None
-        return _Records(ids, texts, metadatas, matrix)
+    def _brought_up_to_date(self, index: BM25Index | None) -> BM25Index:
+        """``index`` updated to the store's current chunks, or a fresh build when there is
+        none or the changes are too many for an update."""
+        if index is not None:
+            current = self.store.ids()
+            live = index.records.live_ids()
+            added = [chunk_id for chunk_id in current if chunk_id not in live]
+            removed = live - set(current)
+            if not added and not removed:
+                return index
+            updated = index.updated(self._read_records(added), removed)
+            if updated is not None:
+                return updated
+        return BM25Index.build(self._read_records())
+
+    def _read_records(self, ids: Sequence[str] | None = None) -> Segment:
+        """Every chunk of the collection (or those with the given ids), with vectors."""
+        parts: list[Segment] = []
+        include = ("documents", "metadatas", "embeddings")
+        for page_ids, fields in self.store.iter_records(include, ids=ids):
+            parts.append(
+                Segment(
+                    list(page_ids),
+                    [text or "" for text in fields["documents"]],
+                    [meta or {} for meta in fields["metadatas"]],
+                    np.asarray(fields["embeddings"], dtype=np.float16),
+                )
+            )
+        return Segment.concat(parts) if parts else Segment([], [], [], None)
 
     def search(
         self,
@@ -423,13 +281,11 @@ class HybridSearcher:
         top = _top(bm25_scores, fetch_k, mask)
         bm25 = {records.ids[i]: float(bm25_scores[i]) for i in top}
         cosines = dict(dense)
-        if records.vectors is not None and mode == "hybrid":
-            extra = [i for i in top if records.ids[i] not in dense]
-            if extra:
-                exact = records.vectors[extra].astype(np.float32) @ vector
-                cosines.update(
-                    (records.ids[i], float(c)) for i, c in zip(extra, exact, strict=True)
-                )
+        extra = [i for i in top if records.ids[i] not in dense] if mode == "hybrid" else []
+        stored = records.vectors_at(extra)
+        if stored is not None:
+            exact = stored.astype(np.float32) @ vector
+            cosines.update((records.ids[i], float(c)) for i, c in zip(extra, exact, strict=True))
         if mode == "dense":
             fused = dict(dense)
         elif mode == "bm25":
@@ -457,13 +313,17 @@ class HybridSearcher:
         dense: dict[str, float],
         bm25: dict[str, float],
     ) -> list[RetrievedChunk]:
-        records = self._bm25.records if self._bm25 is not None else _Records([], [], [])
-        missing = [chunk_id for chunk_id in ranked if chunk_id not in records.position]
+        records: Records | None = self._bm25.records if self._bm25 is not None else None
+        position = {
+            chunk_id: records.index_of(chunk_id) if records is not None else None
+            for chunk_id in ranked
+        }
+        missing = [chunk_id for chunk_id, i in position.items() if i is None]
         fetched = self.store.get(missing) if missing else {}
         chunks: list[RetrievedChunk] = []
         for chunk_id in ranked:
-            if chunk_id in records.position:
-                i = records.position[chunk_id]
+            i = position[chunk_id]
+            if records is not None and i is not None:
                 text, metadata = records.texts[i], records.metadatas[i]
             elif chunk_id in fetched:
                 text, metadata = fetched[chunk_id]

@@ -274,11 +274,24 @@ class Store:
         return str((collection.metadata or {}).get("revision", "none"))
 
     def iter_records(
-        self, include: Sequence[str] = ("metadatas",), where: dict[str, Any] | None = None
+        self,
+        include: Sequence[str] = ("metadatas",),
+        where: dict[str, Any] | None = None,
+        ids: Sequence[str] | None = None,
     ) -> Iterator[tuple[list[str], dict[str, list[Any]]]]:
-        """Pages of (ids, {field: values}) for every stored chunk (or those matching where)."""
+        """Pages of (ids, {field: values}) for every stored chunk (or those matching where, or
+        those with the given ids: missing ones are left out)."""
         collection = self.collection(create=False)
         if collection is None:
+            return
+        if ids is not None:
+            for begin in range(0, len(ids), PAGE_SIZE):
+                with self._guard():
+                    page = collection.get(
+                        ids=list(ids[begin : begin + PAGE_SIZE]), include=list(include)
+                    )
+                if page["ids"]:
+                    yield page["ids"], {name: page[name] for name in include}
             return
         offset = 0
         while True:
@@ -293,6 +306,10 @@ class Store:
             offset += len(ids)
             if len(ids) < PAGE_SIZE:
                 return
+
+    def ids(self) -> list[str]:
+        """Every stored chunk id."""
+        return [chunk_id for page, _ in self.iter_records(()) for chunk_id in page]
 
     def indexed_files(self) -> dict[str, IndexedFile]:
         """Every file the store holds chunks of, keyed by file key."""

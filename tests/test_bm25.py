@@ -1,0 +1,195 @@
+"""The incremental BM25 index (rag/bm25.py): an updated index scores like a fresh build of the
+same chunks (IDF exactly, scores within the documented avgdl tolerance), updates reach the
+on-disk cache and survive a restart, and a corrupt segment is recomputed or rebuilt.
+Real Chroma in temp dirs, real text (this repository's README, sentence by sentence)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag import bm25
+from rag.bm25 import BM25Index, Segment
+from rag.chunking import Chunk, chunk_id
+from rag.config import Settings
+from rag.retrieval import HybridSearcher
+from rag.store import open_store
+
+ROOT = Path(__file__).resolve().parent.parent
+QUERIES = (
+    "How are citations checked?",
+    "Chroma server HttpClient distributed deployment",
+    "BM25 index cached under the index folder",
+    "reader model trained on SQuAD",
+    "embedding model all-MiniLM-L6-v2 offline",
+)
+
+
+def sentences() -> list[str]:
+    """Real text: the README's and the seed document's sentences, one per chunk."""
+    text = "\n\n".join(
+        (ROOT / name).read_text(encoding="utf-8")
+        for name in ("README.md", "seeds/china_russia_military_supply.txt")
+    )
+    return [p.strip() for p in re.split(r"(?<=[.!?])\s+|\n\n", text) if len(p.strip()) > 40]
+
+
+@pytest.fixture(autouse=True)
+def _small_collections_update_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let a 100-chunk collection take a few chunks' change in place (a few percent of avgdl
+    drift, which each test's tolerance accounts for); the defaults suit big collections."""
+    monkeypatch.setattr(bm25, "MAX_AVGDL_DRIFT", 0.05)
+
+
+def segment(texts: list[str], tag: str = "doc") -> Segment:
+    ids = [f"{tag}-{i}" for i in range(len(texts))]
+    metadatas = [{"source": f"{tag}{i % 7}.txt", "title": ""} for i in range(len(texts))]
+    return Segment(ids, texts, metadatas, None)
+
+
+def assert_scores_match(updated: BM25Index, fresh: BM25Index) -> None:
+    """Same matches; scores and bounds within the documented relative tolerance."""
+    tolerance = updated.avgdl_drift() + 1e-5
+    assert updated.n == fresh.n
+    for query in QUERIES:
+        got, got_bound = updated.scores(query)
+        want, want_bound = fresh.scores(query)
+        by_id = {updated.records.ids[i]: got[i] for i in np.flatnonzero(updated.alive)}
+        mine = np.array([by_id[chunk_id] for chunk_id in fresh.records.ids])
+        assert ((mine > 0) == (want > 0)).all(), query
+        hit = want > 0
+        assert np.allclose(mine[hit], want[hit], rtol=tolerance, atol=0), query
+        assert got_bound == pytest.approx(want_bound, rel=tolerance)
+        stems = ["citat", "chroma", "bm25", "nonexistentword"]
+        assert updated.idf(stems) == pytest.approx(fresh.idf(stems), rel=1e-6)
+
+
+def test_update_scores_like_a_fresh_build() -> None:
+    texts = sentences()
+    assert len(texts) >= 80
+    cut = len(texts) - 4
+    index = BM25Index.build(segment(texts[:cut]))
+    added = Segment(
+        [f"doc-{i}" for i in range(cut, len(texts))],
+        texts[cut:],
+        [{"source": "new.txt", "title": ""}] * (len(texts) - cut),
+        None,
+    )
+    removed = {"doc-3", "doc-10"}
+    updated = index.updated(added, removed)
+    assert updated is not None and updated.changed == 6
+    keep = [i for i in range(len(texts)) if f"doc-{i}" not in removed]
+    fresh = BM25Index.build(
+        Segment(
+            [f"doc-{i}" for i in keep],
+            [texts[i] for i in keep],
+            [{"source": "x.txt", "title": ""}] * len(keep),
+            None,
+        )
+    )
+    assert_scores_match(updated, fresh)
+    # A term only the new chunks have is found; a deleted chunk scores nothing.
+    assert updated.records.index_of("doc-3") is None
+    assert updated.records.index_of(f"doc-{cut}") is not None
+
+
+def test_big_change_asks_for_a_rebuild() -> None:
+    texts = sentences()
+    index = BM25Index.build(segment(texts))
+    too_many = int(len(texts) * bm25.MERGE_FRACTION) + 1
+    assert index.updated(segment(texts[:too_many], tag="new"), set()) is None
+
+
+def write_chunks(store, texts: list[str], tag: str, seed: int) -> list[str]:
+    """Write chunks of ``texts`` with random unit vectors through the product's Store."""
+    chunks = []
+    for i, text in enumerate(texts):
+        key = f"/test/{tag}.txt"
+        chunks.append(
+            Chunk(
+                id=chunk_id(key, i, 0, text), text=text, source=f"{tag}.txt", title="",
+                page=None, start=0, end=len(text), index=i, content_hash=str(i),
+            )
+        )  # fmt: skip
+    vectors = np.random.default_rng(seed).standard_normal((len(chunks), store.embedding_dim))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    extra = [{"path": f"/test/{tag}.txt", "doc_hash": tag, "n_chunks": len(chunks)}] * len(chunks)
+    store.upsert(chunks, vectors.astype(np.float32), extra)
+    store.touch()
+    return [chunk.id for chunk in chunks]
+
+
+@pytest.fixture
+def collection(settings: Settings, embedder) -> tuple[Settings, object, list[str]]:
+    """A real Chroma collection of the README's sentences (most of them)."""
+    store = open_store(settings, embedder)
+    texts = sentences()
+    ids = write_chunks(store, texts[:-3], "readme", seed=1)
+    return settings, store, ids
+
+
+def no_build(*args: object, **kwargs: object) -> None:
+    raise AssertionError("BM25 index rebuilt from scratch")
+
+
+def test_searcher_updates_in_place_and_the_cache_survives_a_restart(
+    collection, embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, store, ids = collection
+    searcher = HybridSearcher(settings, embedder, store)
+    first = searcher.bm25()
+    assert (searcher.cache_dir / "manifest.json").is_file()
+
+    monkeypatch.setattr(BM25Index, "build", classmethod(no_build))
+    new_ids = write_chunks(store, ["Tardigrades survive vacuum and radiation."], "new", seed=2)
+    store.delete(ids[:2])
+    store.touch()
+    searcher.invalidate()
+    updated = searcher.bm25()
+    assert updated is not first and updated.changed == 3
+    hits = searcher.search("tardigrades vacuum", mode="bm25").chunks
+    assert hits and hits[0].chunk_id == new_ids[0]
+    assert updated.records.index_of(ids[0]) is None
+    monkeypatch.undo()
+    fresh = BM25Index.build(searcher._read_records())
+    assert_scores_match(updated, fresh)
+
+    # A new process loads base + delta from disk: no rebuild, the same scores.
+    monkeypatch.setattr(BM25Index, "build", classmethod(no_build))
+    restarted = HybridSearcher(settings, embedder).bm25()
+    assert restarted.changed == 3
+    for query in QUERIES:
+        assert np.array_equal(restarted.scores(query)[0], updated.scores(query)[0])
+
+
+def test_corrupt_segments_are_recomputed(
+    collection, embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, store, ids = collection
+    HybridSearcher(settings, embedder, store).bm25()
+    write_chunks(store, ["Axolotls regrow limbs and parts of their hearts."], "new", seed=3)
+    searcher = HybridSearcher(settings, embedder, store)
+    expected = searcher.bm25()
+    cache = searcher.cache_dir
+    delta = next(cache.glob("delta-*"))
+
+    # A damaged delta: recomputed from the base and the store's ids, without a rebuild.
+    (delta / "postings.npz").write_bytes(b"not an npz file")
+    monkeypatch.setattr(BM25Index, "build", classmethod(no_build))
+    recovered = HybridSearcher(settings, embedder).bm25()
+    monkeypatch.undo()
+    assert recovered.changed == 1
+    for query in QUERIES:
+        assert np.allclose(recovered.scores(query)[0], expected.scores(query)[0])
+
+    # A damaged base: rebuilt from the store.
+    base = next(cache.glob("base-*"))
+    (base / "records.json").write_text("{broken")
+    rebuilt_searcher = HybridSearcher(settings, embedder)
+    rebuilt = rebuilt_searcher.bm25()
+    assert rebuilt.changed == 0 and rebuilt.n == len(ids) + 1
+    hits = rebuilt_searcher.search("axolotls regrow limbs", mode="bm25").chunks
+    assert hits and hits[0].source == "new.txt"

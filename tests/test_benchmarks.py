@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import answer_latency, ingest_speed, report, retrieval_latency, scifact
+from benchmarks import answer_latency, ingest_speed, report, retrieval_latency, scifact, synthetic
 from benchmarks.common import json_safe, percentile, settings
 from benchmarks.run import CONTRACT, assemble, main, missing_keys
 
@@ -102,14 +102,45 @@ def test_ingest_section_contract(tiny_beir: Path, tmp_path: Path, shared_embedde
     assert out["ratio"] > 0 and out["reingest_ratio"] >= 0
 
 
-def test_sentence_windows_cover_singles_then_pairs() -> None:
+def test_sentence_windows_cover_singles_then_pairs_then_variations() -> None:
     corpus = {doc: DOCS[doc] for doc in ("11", "12")}
-    windows = retrieval_latency.sentence_windows(corpus, 8)
+    windows = synthetic.windows(corpus, 8)
     assert len(windows) == 8
-    assert [w[3] for w in windows] == [1] * 6 + [2] * 2
-    doc, start, end, _ = windows[0]
-    title, text = corpus[doc]
-    assert f"{title}\n\n{text}"[start:end] == "Aspirin inhibits platelet aggregation."
+    assert [w.width for w in windows] == [1] * 6 + [2] * 2
+    texts = synthetic.Texts(corpus)
+    assert texts.text(windows[0]) == "Aspirin inhibits platelet aggregation."
+    # Past the last window: the windows again, each with another abstract's sentence added.
+    more = synthetic.windows(corpus, 20)
+    assert len(more) == 20 and len(set(map(texts.text, more))) == 20
+    varied = [w for w in more if w.cycle == 1]
+    assert varied and texts.text(varied[0]).startswith(texts.text(varied[0]._replace(cycle=0)))
+    assert texts.key(varied[0]) != texts.key(varied[0]._replace(cycle=0))
+
+
+def test_million_section_builds_resumably_and_measures_a_change(
+    tiny_beir: Path, tmp_path: Path, shared_embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmarks import retrieval_1m
+
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(synthetic, "BATCH", 8)
+    # An interrupted build: the first 8 chunks written, no completion stamp.
+    calls: list[int] = []
+
+    def stop(written: int) -> None:
+        calls.append(written)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        retrieval_1m.build(24, tiny_beir, cache, after_batch=stop)
+    assert calls == [8] and retrieval_1m.built(24, cache) is None
+    info = retrieval_1m.build(24, tiny_beir, cache)
+    assert info["resumed_at"] == 8 and info["chunks"] == 24
+    out = retrieval_1m.run(dataset_dir=tiny_beir, n_chunks=24, n_queries=3, cache=cache)
+    _has_contract("retrieval_1m", out)
+    assert out["chunks"] == 24 and out["bm25_full_build"]["chunks"] == 24
+    change = out["incremental"]
+    assert change["new_document_found"] and change["deleted_document_gone"]
 
 
 def test_retrieval_latency_section_contract(
@@ -148,6 +179,7 @@ def test_report_and_assembly() -> None:
         },
         "ingest": dict.fromkeys(CONTRACT["ingest"], 1.0) | {"ratio": 1.3},
         "retrieval_latency": dict.fromkeys(CONTRACT["retrieval_latency"], 1.0),
+        "retrieval_1m": dict.fromkeys(CONTRACT["retrieval_1m"], 1.0) | {"incremental": {}},
         "answer_latency": dict.fromkeys(CONTRACT["answer_latency"], 1.0) | {"llm": "local"},
         "startup": {"startup_s": 9.5, "peak_rss_mb": 900.0, "runs": []},
         "encoder": {

@@ -215,18 +215,27 @@ def run(
     n_chunks: int = FULL_CHUNKS,
     n_queries: int = QUERIES,
     cache: Path = CACHE_DIR,
+    partial: bool = False,
 ) -> dict[str, Any]:
     """Build (or finish building) the collection, then measure in this fresh process: opening
     the store (first dense query), loading the cached BM25 index, search latency, an
-    incremental change; the full BM25 build runs once in a child process and is kept."""
+    incremental change; the full BM25 build runs once in a child process and is kept.
+
+    ``partial``: measure an unfinished build as it stands (stop the build first; it resumes
+    later), reported with the chunks it holds and ``complete: false``."""
     from benchmarks.retrieval_latency import measure
     from rag.bm25 import BM25Cache
     from rag.embeddings import get_embedder
     from rag.evaluation import load_beir
     from rag.retrieval import HybridSearcher
 
-    info = build(n_chunks, dataset_dir, cache)
     index_dir = index_dir_for(n_chunks, cache)
+    info = built(n_chunks, cache)
+    complete = info is not None
+    if info is None:
+        info = read_json(index_dir / "progress.json") if partial else None
+        info = info or build(n_chunks, dataset_dir, cache)
+        complete = built(n_chunks, cache) is not None
     if "bm25_full_build" not in info:
         log("retrieval_1m: full BM25 build (child process)")
         child = subprocess.run(
@@ -236,7 +245,8 @@ def run(
             env={**os.environ, "RAG_BENCH_CACHE": str(cache)},
         )  # fmt: skip
         info["bm25_full_build"] = json.loads(child.stdout.strip().splitlines()[-1])
-        (index_dir / "bench.json").write_text(json.dumps(info))
+        if complete:
+            (index_dir / "bench.json").write_text(json.dumps(info))
     config = bench_settings(n_chunks, cache)
     embedder = get_embedder(config)
     embedder.encode_query("load the model before anything is timed")
@@ -277,7 +287,9 @@ def run(
         "index": {key: info[key] for key in info if key not in ("format", "bm25_full_build")},
         "vectors": "precomputed: each chunk reuses its SciFact passage's stored embedding, "
         f"perturbed (noise {NOISE})",
-        "subset": n_chunks != FULL_CHUNKS,
+        "subset": n_chunks != FULL_CHUNKS or not complete,
+        "complete": complete,
+        "target_chunks": n_chunks,
         "target_ratio": TARGET_RATIO,
     }
 
@@ -287,6 +299,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--build", action="store_true", help="only build the cached collection")
     parser.add_argument("--bm25-build", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--chunks", type=int, default=FULL_CHUNKS)
+    parser.add_argument(
+        "--partial", action="store_true", help="measure an unfinished build as it stands"
+    )
+    parser.add_argument("--out", type=Path, help="also write the result JSON here")
     args = parser.parse_args(argv)
     isolate_environment()
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
@@ -295,7 +311,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.build:
         print(json.dumps(build(args.chunks)))
     else:
-        print(json.dumps(run(n_chunks=args.chunks), indent=1))
+        result = json.dumps(run(n_chunks=args.chunks, partial=args.partial), indent=1)
+        print(result)
+        if args.out:
+            args.out.write_text(result)
     return 0
 
 

@@ -124,13 +124,26 @@ class RetrievalResult:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+TOP_SAMPLE = 50_000
+
+
 def _top(scores: np.ndarray, k: int, mask: np.ndarray | None = None) -> np.ndarray:
-    """Indices of the k highest positive scores, best first."""
+    """Indices of the k highest positive scores, best first (ties: lower index first).
+
+    Over a large array, a partition of all of it is the slow part of a search (~10 ms per
+    million scores): the k-th best score of an evenly spaced sample is a lower bound of the
+    k-th best overall, so only the scores at or above it (a few thousand) are sorted."""
     if mask is not None:
         scores = np.where(mask, scores, 0.0)
     k = min(k, int(np.count_nonzero(scores > 0)))
     if k <= 0:
         return np.zeros(0, dtype=np.int64)
+    if len(scores) >= 4 * TOP_SAMPLE:
+        sample = scores[:: len(scores) // TOP_SAMPLE]
+        if np.count_nonzero(sample > 0) >= k:
+            floor = np.partition(sample, len(sample) - k)[len(sample) - k]
+            candidates = np.flatnonzero(scores >= floor)
+            return candidates[np.argsort(-scores[candidates], kind="stable")[:k]]
     part = np.argpartition(-scores, k - 1)[:k]
     return part[np.argsort(-scores[part], kind="stable")]
 

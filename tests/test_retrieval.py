@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rag.config import Settings, load_settings
@@ -160,3 +161,19 @@ def test_fuse_rrf_and_weighted() -> None:
     assert weighted["c"] == pytest.approx(0.7 * 0.1 + 0.3)  # best BM25
     assert weighted["d"] == pytest.approx(0.7 * 0.1 + 0.3 * 0.25)  # no cosine: the lowest known
     assert set(weighted) == {"a", "b", "c", "d"}
+
+
+def test_top_over_a_large_array_matches_a_full_sort() -> None:
+    from rag.retrieval import TOP_SAMPLE, _top
+
+    rng = np.random.default_rng(7)
+    n = 5 * TOP_SAMPLE
+    for share in (0.001, 0.05, 0.6):
+        scores = np.zeros(n, dtype=np.float32)
+        hit = rng.choice(n, int(n * share), replace=False)
+        scores[hit] = rng.random(len(hit)).astype(np.float32)
+        for k in (1, 100, 2000):
+            got = _top(scores, k)
+            want = np.argsort(-scores, kind="stable")[: min(k, len(hit))]
+            assert np.array_equal(scores[got], scores[want])
+            assert len(set(got.tolist())) == len(got) and (scores[got] > 0).all()

@@ -308,8 +308,13 @@ class Store:
                 return
 
     def ids(self) -> list[str]:
-        """Every stored chunk id."""
-        return [chunk_id for page, _ in self.iter_records(()) for chunk_id in page]
+        """Every stored chunk id, in one request (ids alone are small: ~40 MB for a million;
+        pages by offset would cost the store a scan past every earlier page)."""
+        collection = self.collection(create=False)
+        if collection is None:
+            return []
+        with self._guard():
+            return list(collection.get(include=[])["ids"])
 
     def indexed_files(self) -> dict[str, IndexedFile]:
         """Every file the store holds chunks of, keyed by file key."""

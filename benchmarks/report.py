@@ -178,7 +178,8 @@ def details(results: dict[str, Any]) -> list[str]:
             f"{change.get('new_document_found')}); delete {_num(change.get('delete_s'), 2)} s, "
             f"next query {_num(change.get('next_query_after_delete_s'), 2)} s (listing the ids: "
             f"{_num(change.get('list_ids_s'), 2)} s). Collection written in "
-            f"{_num(index.get('write_s_total'), 0)} s ({_num(index.get('disk_mb'), 0)} MB on disk)."
+            f"{_num(index.get('write_s_total'), 0)} s"
+            + (f" ({_num(index.get('disk_mb'), 0)} MB on disk)." if index.get("disk_mb") else ".")
             + (
                 f" Measured on an unfinished build ({million.get('chunks')} of "
                 f"{million.get('target_chunks')} chunks written; `python -m "

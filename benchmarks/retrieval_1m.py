@@ -257,7 +257,7 @@ def run(
     rss_store = rss_mb(field="VmRSS")
     with Timer() as load_timer:
         loaded = BM25Cache(searcher.cache_dir).load()
-    cached_for = loaded[1] if loaded else None
+    cache_current = loaded is not None and loaded[1] == searcher.store.revision()
     del loaded
     with Timer() as first_bm25:
         searcher.bm25()  # the cached index, or brought up to date if the store changed since
@@ -274,7 +274,7 @@ def run(
         "fetch_k": config.fetch_k,
         "store_load_s": round(store_timer.seconds, 2),
         "bm25_load_s": round(load_timer.seconds, 2),
-        "bm25_cache_was_current": cached_for == searcher.store.revision(),
+        "bm25_cache_was_current": cache_current,
         "bm25_first_use_s": round(first_bm25.seconds, 2),
         "bm25_build_s": p50_full,
         "bm25_full_build": info["bm25_full_build"],

@@ -120,16 +120,6 @@ class Segment:
             None if any(v is None for v in vectors) else _stack(vectors),
         )
 
-    def take(self, keep: np.ndarray) -> Segment:
-        """The chunks where ``keep`` is true."""
-        rows = np.flatnonzero(keep)
-        return Segment(
-            [self.ids[i] for i in rows],
-            [self.texts[i] for i in rows],
-            [self.metadatas[i] for i in rows],
-            self.vectors[rows] if self.vectors is not None else None,
-        )
-
 
 def _stack(vectors: list[np.ndarray | None]) -> np.ndarray | None:
     arrays = [v for v in vectors if v is not None]

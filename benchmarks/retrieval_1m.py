@@ -121,7 +121,8 @@ def bm25_full_build(n_chunks: int, cache: Path = CACHE_DIR) -> dict[str, Any]:
     """Build the BM25 index from the whole collection, as every change did before BM25 updates
     were incremental: read every chunk (text, metadata, vector) from the store, index, save.
     Run in its own process (``--bm25-build``) so its peak memory is its own."""
-    from rag.bm25 import BM25Cache, BM25Index
+    from rag.bm25 import BM25Index
+    from rag.bm25_disk import BM25Cache
     from rag.embeddings import get_embedder
     from rag.retrieval import HybridSearcher
 
@@ -224,7 +225,7 @@ def run(
     ``partial``: measure an unfinished build as it stands (stop the build first; it resumes
     later), reported with the chunks it holds and ``complete: false``."""
     from benchmarks.retrieval_latency import measure
-    from rag.bm25 import BM25Cache
+    from rag.bm25_disk import BM25Cache
     from rag.embeddings import get_embedder
     from rag.evaluation import load_beir
     from rag.retrieval import HybridSearcher

@@ -14,38 +14,27 @@ relative error of at most |ln(avgdl_now / avgdl_base)|, and the index is rebuilt
 (merged) when that drift passes ``MAX_AVGDL_DRIFT`` or the changes since the base pass
 ``MERGE_FRACTION`` of it.
 
-On disk (``index_dir/.rag/bm25-<collection>/``): ``manifest.json`` names the revision, the
-base folder (bm25s's files, the records, float16 vectors, chunk lengths) and the delta folder
-(records, vectors, postings, new terms, deletions), each written into a temporary folder and
-renamed into place; the manifest is replaced last. A base or delta that fails to load is
-rebuilt: a lost delta is recomputed from the base and the store's current chunk ids.
+This module owns the in-memory side: the segments (``Segment``, ``Base``, ``Delta``), the
+combined view of their records (``Records``), updating (``BM25Index.updated``) and scoring.
+Saving, loading and recovering the on-disk copy is ``rag.bm25_disk``'s; it imports this
+module, never the other way round.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import shutil
-import tempfile
-import time
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rag.terms import bm25_tokenizer, terms
 
-FORMAT = "3"
 # Anserini's usual BM25 setting; on SciFact train it beat 1.2/0.75 inside the hybrid.
 K1 = 0.9
 B = 0.4
 MERGE_FRACTION = 0.1
 MAX_AVGDL_DRIFT = 0.005
-KEEP_UNREFERENCED_SECONDS = 300.0
 
 
 def search_text(title: str, text: str) -> str:
@@ -94,21 +83,6 @@ class Segment:
 
     def search_text_at(self, i: int) -> str:
         return search_text(str(self.metadatas[i].get("title", "")), self.texts[i])
-
-    def write(self, folder: Path) -> None:
-        rows = {"ids": self.ids, "texts": self.texts, "metadatas": self.metadatas}
-        (folder / "records.json").write_text(json.dumps(rows, ensure_ascii=False))
-        if self.vectors is not None:
-            np.save(folder / "vectors.npy", self.vectors, allow_pickle=False)
-
-    @classmethod
-    def read(cls, folder: Path) -> Segment:
-        rows = json.loads((folder / "records.json").read_text(encoding="utf-8"))
-        vectors_path = folder / "vectors.npy"
-        vectors = np.load(vectors_path, allow_pickle=False) if vectors_path.exists() else None
-        if vectors is not None and len(vectors) != len(rows["ids"]):
-            raise ValueError("vectors and records differ in length")
-        return cls(rows["ids"], rows["texts"], rows["metadatas"], vectors)
 
     @classmethod
     def concat(cls, parts: Sequence[Segment]) -> Segment:
@@ -169,7 +143,7 @@ class Base:
     records: Segment
     retriever: Any
     lengths: np.ndarray
-    folder: str | None = None
+    folder: str | None = None  # its folder in the on-disk cache (rag.bm25_disk), once saved
     _term_max: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -220,25 +194,6 @@ class Base:
         retriever.index(tokens, show_progress=False)
         return cls(records, retriever, lengths)
 
-    def write(self, folder: Path) -> None:
-        if self.retriever is not None:
-            self.retriever.save(str(folder), show_progress=False)
-        self.records.write(folder)
-        np.save(folder / "lengths.npy", self.lengths, allow_pickle=False)
-
-    @classmethod
-    def read(cls, folder: Path) -> Base:
-        import bm25s
-
-        records = Segment.read(folder)
-        lengths = np.load(folder / "lengths.npy", allow_pickle=False)
-        if len(lengths) != len(records):
-            raise ValueError("lengths and records differ in length")
-        retriever = None
-        if len(records):
-            retriever = bm25s.BM25.load(str(folder), show_progress=False, verbosity=0)
-        return cls(records, retriever, lengths, folder=folder.name)
-
 
 def _segment_max(data: np.ndarray, indptr: np.ndarray) -> np.ndarray:
     """Per CSR row, its largest value (0 for empty rows)."""
@@ -263,7 +218,7 @@ class Delta:
     base_alive: np.ndarray  # per base chunk
     removed_df: np.ndarray  # per base term: deleted base chunks containing it
     new_terms: list[str]
-    folder: str | None = None
+    folder: str | None = None  # its folder in the on-disk cache (rag.bm25_disk), once saved
 
     @classmethod
     def empty(cls, base: Base) -> Delta:
@@ -278,28 +233,6 @@ class Delta:
             np.zeros(base.vocab_size, dtype=np.int32),
             [],
         )
-
-    ARRAYS = ("doc", "term", "tf", "lengths", "alive", "base_alive", "removed_df")
-
-    def write(self, folder: Path) -> None:
-        self.records.write(folder)
-        np.savez(folder / "postings.npz", **{name: getattr(self, name) for name in self.ARRAYS})
-        (folder / "new_terms.json").write_text(json.dumps(self.new_terms, ensure_ascii=False))
-
-    @classmethod
-    def read(cls, folder: Path, base: Base) -> Delta:
-        records = Segment.read(folder)
-        with np.load(folder / "postings.npz", allow_pickle=False) as arrays:
-            parts = {name: arrays[name] for name in cls.ARRAYS}
-        new_terms = json.loads((folder / "new_terms.json").read_text(encoding="utf-8"))
-        if (
-            len(parts["base_alive"]) != len(base.records)
-            or len(parts["removed_df"]) != base.vocab_size
-            or len(parts["lengths"]) != len(records)
-            or len(parts["alive"]) != len(records)
-        ):
-            raise ValueError("delta does not belong to this base")
-        return cls(records, **parts, new_terms=new_terms, folder=folder.name)
 
 
 class BM25Index:
@@ -482,75 +415,3 @@ def _accumulate(
     docs = np.concatenate([indices[a:b] for a, b, _ in spans])
     values = np.concatenate([data[a:b] * w for a, b, w in spans])
     return np.bincount(docs, weights=values, minlength=n_docs).astype(np.float32)
-
-
-class BM25Cache:
-    """The on-disk copy of an index, keyed by the collection revision it reflects."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-
-    def load(self) -> tuple[BM25Index, str] | None:
-        """The cached index and the revision it is for; a base whose delta is unreadable
-        comes back with revision "" (so the caller brings it up to date)."""
-        try:
-            manifest = json.loads((self.folder / "manifest.json").read_text())
-            if manifest.get("format") != FORMAT:
-                return None
-            base = Base.read(self.folder / manifest["base"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        if not manifest.get("delta"):
-            return BM25Index(base), str(manifest["revision"])
-        try:
-            delta = Delta.read(self.folder / manifest["delta"], base)
-            return BM25Index(base, delta), str(manifest["revision"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return BM25Index(base), ""
-
-    def save(self, index: BM25Index, revision: str) -> None:
-        """Write what is not on disk yet (the base once, the delta per change), then the
-        manifest; folders no manifest names are removed once a few minutes old."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        if index.base.folder is None or not (self.folder / index.base.folder).is_dir():
-            index.base.folder = self._write("base", index.base.write)
-        delta = index.delta
-        if len(delta.records) or not delta.base_alive.all():
-            if delta.folder is None or not (self.folder / delta.folder).is_dir():
-                delta.folder = self._write("delta", delta.write)
-        else:
-            delta.folder = None
-        manifest = {
-            "format": FORMAT,
-            "revision": revision,
-            "base": index.base.folder,
-            "delta": delta.folder,
-            "chunks": index.n,
-        }
-        tmp = self.folder / f".manifest-{uuid.uuid4().hex}.json"
-        tmp.write_text(json.dumps(manifest))
-        os.replace(tmp, self.folder / "manifest.json")
-        self._collect({index.base.folder, delta.folder})
-
-    def _write(self, kind: str, write: Any) -> str:
-        name = f"{kind}-{uuid.uuid4().hex[:12]}"
-        tmp = Path(tempfile.mkdtemp(prefix=f".{kind}-", dir=self.folder))
-        try:
-            write(tmp)
-            os.replace(tmp, self.folder / name)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-        return name
-
-    def _collect(self, keep: set[str | None]) -> None:
-        now = time.time()
-        for path in self.folder.iterdir():
-            if path.name in keep or path.name == "manifest.json":
-                continue
-            with contextlib.suppress(OSError):
-                if now - path.stat().st_mtime > KEEP_UNREFERENCED_SECONDS:
-                    if path.is_dir():
-                        shutil.rmtree(path, ignore_errors=True)
-                    else:
-                        path.unlink()

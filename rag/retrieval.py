@@ -1,11 +1,12 @@
 """Retrieval: dense (Chroma) + BM25 (bm25s), fused; exposed as a LangChain retriever.
 
 The BM25 index (rag/bm25.py) is derived from the store's chunks and cached under
-``index_dir/.rag/``, keyed by the collection's revision (which every ingest changes). When the
-revision changes, whichever process next needs the index brings it up to date: it lists the
-store's chunk ids, reads only the chunks that are new, and masks the ones that are gone
-(chunk ids hash the chunk's text, so an id still present is the same chunk); a full rebuild
-happens only when the changes since the last one grow large (rag.bm25.MERGE_FRACTION).
+``index_dir/.rag/`` (rag/bm25_disk.py), keyed by the collection's revision (which every
+ingest changes). When the revision changes, whichever process next needs the index brings it
+up to date: it lists the store's chunk ids, reads only the chunks that are new, and masks the
+ones that are gone (chunk ids hash the chunk's text, so an id still present is the same
+chunk); a full rebuild happens only when the changes since the last one grow large
+(rag.bm25.MERGE_FRACTION).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
-from rag.bm25 import BM25Cache, BM25Index, Records, Segment, search_text
+from rag.bm25 import BM25Index, Records, Segment, search_text
+from rag.bm25_disk import BM25Cache
 from rag.config import Settings
 from rag.embeddings import Embedder, get_embedder
 from rag.store import Store, open_store

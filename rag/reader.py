@@ -51,29 +51,24 @@ class Calibration:
     (figures in reader.json and the model card). The defaults serve an uncalibrated model.
 
     Whether the documents answer at all is a logistic combination of the best sentence's
-    reader score, the best chunk's cosine similarity to the question and that sentence's own
-    cosine similarity to it (the reader alone misses that a question is about something the
-    index does not cover at all); ``answer_threshold`` applies to it. A single sentence counts
-    as answering when its reader score reaches ``sentence_threshold``."""
+    reader score and the best chunk's cosine similarity to the question (the reader alone
+    misses that a question is about something the index does not cover at all);
+    ``answer_threshold`` applies to it. A single sentence counts as answering when its reader
+    score reaches ``sentence_threshold``."""
 
     answer_reader_weight: float = 1.0
     answer_dense_weight: float = 0.0
-    answer_sentence_weight: float = 0.0
     answer_bias: float = 0.0
     answer_threshold: float = 0.0  # refuse below this answerability
     sentence_threshold: float = 0.0  # a sentence answers from this reader score up
     second_sentence_margin: float = 1.0  # quote a second sentence this close to the best
     direct_answer_threshold: float = 1e4  # lead with the short answer from this score up
 
-    def answerability(
-        self, best_reader_score: float, best_cosine: float, sentence_cosine: float = 0.0
-    ) -> float:
-        """The answer/refuse logit for a question: from the best sentence's reader score, the
-        best chunk's cosine to the question and the best sentence's own cosine to it."""
+    def answerability(self, best_reader_score: float, best_cosine: float) -> float:
+        """The answer/refuse logit for a question."""
         return (
             self.answer_reader_weight * best_reader_score
             + self.answer_dense_weight * best_cosine
-            + self.answer_sentence_weight * sentence_cosine
             + self.answer_bias
         )
 

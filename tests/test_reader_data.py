@@ -6,7 +6,6 @@ import random
 
 import pytest
 
-from rag.reader import Calibration
 from rag.train.reader_data import build_pairs, swap_question, swap_word
 from rag.train.squad import load_articles, split_articles
 
@@ -56,11 +55,3 @@ def test_pairs_hold_every_kind_and_near_misses_are_negatives() -> None:
             assert pair.answer is None
     # the defaults of the first two training stages add no word swaps
     assert "word_swapped" not in {p.kind for p in build_pairs(articles, 100)}
-
-
-def test_answerability_weighs_the_sentence_cosine() -> None:
-    calibration = Calibration(
-        answer_reader_weight=1.0, answer_dense_weight=2.0, answer_sentence_weight=3.0
-    )
-    assert calibration.answerability(1.0, 0.5, 0.5) == pytest.approx(1.0 + 1.0 + 1.5)
-    assert calibration.answerability(1.0, 0.5) == pytest.approx(2.0)

@@ -94,4 +94,3 @@ class Candidate:
     end: int
     answer_start: int  # the reader's short answer inside the sentence
     answer_end: int
-    similarity: float = 0.0  # the sentence's cosine similarity to the question

@@ -364,8 +364,7 @@ class RAG:
         """How likely the passages answer the question (a logit; see rag.reader.Calibration)."""
         if not ranked:
             return float("-inf")
-        best = ranked[0]
-        return self.reader.calibration.answerability(best.score, best_dense, best.similarity)
+        return self.reader.calibration.answerability(ranked[0].score, best_dense)
 
     def _refusal_reason(self, turn: Turn) -> str | None:
         if not turn.ranked:
@@ -417,8 +416,8 @@ class RAG:
             question, [(chunks[index].title, chunks[index].text[a:b]) for _, index, a, b in pool]
         )
         ranked = [
-            Candidate(score.score, index, a, b, a + score.start, a + score.end, similarity)
-            for (similarity, index, a, b), score in zip(pool, scores, strict=True)
+            Candidate(score.score, index, a, b, a + score.start, a + score.end)
+            for (_, index, a, b), score in zip(pool, scores, strict=True)
         ]
         ranked.sort(key=lambda candidate: candidate.score, reverse=True)
         return ranked

@@ -6,9 +6,8 @@ Indexes the validation corpus (rag.train.heldout), runs retrieval and the reader
 question sets exactly as answering does, and picks:
 
 - the answerability combination: a logistic regression of "answerable" on the best sentence's
-  reader score, the best chunk's cosine similarity and the best sentence's own cosine
-  similarity, fitted on the validation questions (answerable vs adversarial and
-  out-of-corpus);
+  reader score and the best chunk's cosine similarity, fitted on the validation questions
+  (answerable vs adversarial and out-of-corpus);
 - ``answer_threshold`` on that combination, and ``sentence_threshold`` on the reader score
   alone: the highest values whose false-refusal rate on the answerable questions stays within
   FALSE_REFUSAL_BUDGET, i.e. as many unanswerable questions refused as that budget allows;
@@ -62,7 +61,6 @@ def collect(reader_dir: Path, sets_dir: Path, index_dir: Path) -> dict[str, list
                     "expected": item.case.expected,
                     "scores": [c.score for c in ranked[:3]],
                     "dense": retrieval.best_dense,
-                    "sentence_cosine": ranked[0].similarity if ranked else 0.0,
                     "texts": [chunks[c.chunk_index].text[c.start : c.end] for c in ranked[:3]],
                     "direct": direct_answer(ranked[0], chunks) if ranked else "",
                 }
@@ -127,13 +125,7 @@ def _threshold(answerable: np.ndarray, others: np.ndarray) -> float:
 
 
 def _features(rows: list[dict]) -> np.ndarray:
-    """Per question: best reader score, best chunk cosine, best sentence cosine."""
-    return np.array(
-        [
-            [r["scores"][0] if r["scores"] else -1e4, r["dense"], r.get("sentence_cosine", 0.0)]
-            for r in rows
-        ]
-    )
+    return np.array([[r["scores"][0] if r["scores"] else -1e4, r["dense"]] for r in rows])
 
 
 def choose(records: dict[str, list[dict]]) -> dict:
@@ -145,11 +137,11 @@ def choose(records: dict[str, list[dict]]) -> dict:
     )
     features = _features(rows)
     model = LogisticRegression(C=1.0, class_weight="balanced").fit(features, labels)
-    (reader_weight, dense_weight, sentence_weight), bias = model.coef_[0], model.intercept_[0]
+    (reader_weight, dense_weight), bias = model.coef_[0], model.intercept_[0]
 
     def logit(name: str) -> np.ndarray:
         f = _features(records[name])
-        return reader_weight * f[:, 0] + dense_weight * f[:, 1] + sentence_weight * f[:, 2] + bias
+        return reader_weight * f[:, 0] + dense_weight * f[:, 1] + bias
 
     answerable, adversarial, outside = logit("answerable"), logit("adversarial"), logit("outside")
     threshold = _threshold(answerable, np.concatenate([adversarial, outside]))
@@ -180,7 +172,6 @@ def choose(records: dict[str, list[dict]]) -> dict:
     return {
         "answer_reader_weight": round(float(reader_weight), 4),
         "answer_dense_weight": round(float(dense_weight), 4),
-        "answer_sentence_weight": round(float(sentence_weight), 4),
         "answer_bias": round(float(bias), 4),
         "answer_threshold": round(threshold, 4),
         "sentence_threshold": round(sentence_threshold, 4),

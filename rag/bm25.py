@@ -257,6 +257,7 @@ class BM25Index:
         self.delta_indices = delta.doc[order]
         self.delta_data = tf_part(delta.tf[order], delta.lengths[delta.doc[order]], base.avgdl)
         self.alive = np.concatenate([delta.base_alive, delta.alive])
+        self.dead = np.flatnonzero(~self.alive)  # zeroed in every score array
         self.records = Records(base.records, delta.records, self.alive)
         self._term_max: np.ndarray | None = None
 
@@ -395,7 +396,8 @@ class BM25Index:
                 self.delta_data, self.delta_indices, self.delta_indptr, ids,
                 self.idf_all, total - n_base,
             )  # fmt: skip
-        scores[~self.alive] = 0.0
+        if self.dead.size:
+            scores[self.dead] = 0.0
         return scores, bound
 
 
@@ -414,4 +416,4 @@ def _accumulate(
         return np.zeros(n_docs, dtype=np.float32)
     docs = np.concatenate([indices[a:b] for a, b, _ in spans])
     values = np.concatenate([data[a:b] * w for a, b, w in spans])
-    return np.bincount(docs, weights=values, minlength=n_docs).astype(np.float32)
+    return np.bincount(docs, weights=values, minlength=n_docs)  # float64: the caller casts

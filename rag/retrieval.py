@@ -245,6 +245,7 @@ class HybridSearcher:
     def _brought_up_to_date(self, index: BM25Index | None) -> BM25Index:
         """``index`` updated to the store's current chunks, or a fresh build when there is
         none or the changes are too many for an update."""
+        current: list[str] | None = None
         if index is not None:
             current = self.store.ids()
             live = index.records.live_ids()
@@ -255,7 +256,7 @@ class HybridSearcher:
             updated = index.updated(self._read_records(added), removed)
             if updated is not None:
                 return updated
-        return BM25Index.build(self._read_records())
+        return BM25Index.build(self._read_records(current))  # the ids listed once
 
     def _read_records(self, ids: Sequence[str] | None = None) -> Segment:
         """Every chunk of the collection (or those with the given ids), with vectors. Read by

@@ -92,3 +92,19 @@ def test_cli_reports_a_corrupt_reader_in_one_line(
         env={"RAG_READER_DIR": str(broken)},
     )
     clean_failure(result, "reader", "make train-reader")
+
+
+def test_length_batches_score_each_candidate_as_alone(reader: Reader) -> None:
+    """Batching by length (less padding) reorders the work, never the scores."""
+    varied = [
+        (BROWSER, "Browsers render pages."),
+        *SENTENCES,
+        (BROWSER, " ".join(s for _, s in SENTENCES) + " It was written on a NeXT computer."),
+        (BROWSER, "Mosaic, released in 1993, displayed images inline with text."),
+    ]
+    question = "Who invented the first web browser?"
+    batched = reader.score(question, varied, batch_size=2)
+    alone = [reader.score(question, [candidate])[0] for candidate in varied]
+    for got, expected in zip(batched, alone, strict=True):
+        assert (got.start, got.end) == (expected.start, expected.end)
+        assert got.score == pytest.approx(expected.score, abs=1e-3)

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from rag.bm25_top import QueryTerm, Row, pruned_top, top_k
 from rag.terms import bm25_tokenizer, terms
 
 # Anserini's usual BM25 setting; on SciFact train it beat 1.2/0.75 inside the hybrid.
@@ -145,6 +146,7 @@ class Base:
     lengths: np.ndarray
     folder: str | None = None  # its folder in the on-disk cache (rag.bm25_disk), once saved
     _term_max: np.ndarray | None = field(default=None, repr=False)
+    _sorted: bool | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.retriever is None:
@@ -181,6 +183,13 @@ class Base:
             self._term_max = maxima
         return maxima
 
+    def postings_sorted(self) -> bool:
+        """Are each term's postings in chunk order (bm25s's CSC builders sort them)? Checked
+        once, which pruned top-k search relies on."""
+        if self._sorted is None:
+            self._sorted = rows_sorted(np.asarray(self.indices), np.asarray(self.indptr))
+        return self._sorted
+
     @classmethod
     def build(cls, records: Segment) -> Base:
         import bm25s
@@ -193,6 +202,18 @@ class Base:
         retriever = bm25s.BM25(method="lucene", k1=K1, b=B)
         retriever.index(tokens, show_progress=False)
         return cls(records, retriever, lengths)
+
+
+def rows_sorted(indices: np.ndarray, indptr: np.ndarray, block: int = 1 << 22) -> bool:
+    """Are the column indices of every CSR row strictly increasing? (In blocks: no copy of a
+    large index.)"""
+    for lo in range(0, max(len(indices) - 1, 0), block):
+        piece = indices[lo : lo + block + 1]
+        drops = np.flatnonzero(piece[1:] <= piece[:-1]) + lo + 1  # must all be row starts
+        at = np.minimum(np.searchsorted(indptr, drops), len(indptr) - 1)
+        if not np.array_equal(indptr[at], drops):
+            return False
+    return True
 
 
 def _segment_max(data: np.ndarray, indptr: np.ndarray) -> np.ndarray:
@@ -235,6 +256,17 @@ class Delta:
         )
 
 
+class TopK(NamedTuple):
+    """The k best chunks for a query: positions and scores, best first (ties by position); the
+    fusion bound of ``BM25Index.scores``; whether pruning found them (else every chunk was
+    scored)."""
+
+    indices: np.ndarray
+    scores: np.ndarray
+    bound: float
+    pruned: bool
+
+
 class BM25Index:
     """Base + delta, scored with the live collection's statistics (see the module docstring)."""
 
@@ -260,6 +292,7 @@ class BM25Index:
         self.dead = np.flatnonzero(~self.alive)  # zeroed in every score array
         self.records = Records(base.records, delta.records, self.alive)
         self._term_max: np.ndarray | None = None
+        self._sorted: bool | None = None
 
     # Building and updating ---------------------------------------------------------------
 
@@ -369,6 +402,63 @@ class BM25Index:
         ids = [self.vocab[s] for s in stems if s in self.vocab and self.df[self.vocab[s]] > 0]
         return ids, len(stems) - len(ids)
 
+    def _bound(self, ids: list[int], unseen: int) -> float:
+        term_max = self.term_max()
+        return float(term_max[ids].sum()) + unseen * float(term_max.max(initial=0.0))
+
+    def top(self, query: str, k: int, mask: np.ndarray | None = None) -> TopK:
+        """The k best chunks for ``query`` (only where ``mask`` is true, when given): exactly
+        ``top_k(self.scores(query)[0], k, mask)``, found by MaxScore pruning (rag.bm25_top)
+        where it saves work."""
+        empty = TopK(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32), 0.0, False)
+        ids, unseen = self._query_ids(query) if self.n else ([], 0)
+        if not ids:
+            return empty
+        bound = self._bound(ids, unseen)
+        if self.postings_sorted():
+            query_terms, order = self._query_terms(ids)
+            keep = [m for m in (self.alive if self.dead.size else None, mask) if m is not None]
+            found = pruned_top(query_terms, order, k, len(self.alive), keep)
+            if found is not None:
+                return TopK(found[0], found[1], bound, True)
+        scores, _ = self.scores(query)
+        chosen = top_k(scores, k, mask)
+        return TopK(chosen, scores[chosen], bound, False)
+
+    def postings_sorted(self) -> bool:
+        """Are every term's postings, in the base and in the delta, in chunk order?"""
+        if self._sorted is None:
+            delta = rows_sorted(self.delta_indices, self.delta_indptr)
+            self._sorted = delta and self.base.postings_sorted()
+        return self._sorted
+
+    def _query_terms(self, ids: list[int]) -> tuple[list[QueryTerm], list[int]]:
+        """The query's distinct terms (their postings in each segment, bounds, repeats) and,
+        per occurrence of a term in the query, its index among them."""
+        base = self.base
+        segments = (
+            (base.indices, base.data, base.indptr, self.base_weight, 0),
+            (
+                self.delta_indices,
+                self.delta_data,
+                self.delta_indptr,
+                self.idf_all,
+                len(base.records),
+            ),
+        )
+        distinct = list(dict.fromkeys(ids))
+        term_max = self.term_max()
+        query_terms = []
+        for t in distinct:
+            rows = []
+            for indices, data, indptr, weights, offset in segments:
+                if t < len(indptr) - 1 and indptr[t + 1] > indptr[t]:
+                    a, b = int(indptr[t]), int(indptr[t + 1])
+                    rows.append(Row(indices[a:b], data[a:b], float(weights[t]), offset))
+            query_terms.append(QueryTerm(tuple(rows), ids.count(t), float(term_max[t])))
+        position = {t: i for i, t in enumerate(distinct)}
+        return query_terms, [position[t] for t in ids]
+
     def scores(self, query: str) -> tuple[np.ndarray, float]:
         """BM25 score of every chunk (0 for deleted ones) for ``query``, and the score a chunk
         matching every query word at its best would get (the normaliser of fusion; words no
@@ -380,8 +470,7 @@ class BM25Index:
         ids, unseen = self._query_ids(query)
         if not ids:
             return np.zeros(total, dtype=np.float32), 0.0
-        term_max = self.term_max()
-        bound = float(term_max[ids].sum()) + unseen * float(term_max.max(initial=0.0))
+        bound = self._bound(ids, unseen)
         nb = self.base.vocab_size
         base_ids = [t for t in ids if t < nb]
         scores = np.zeros(total, dtype=np.float32)

@@ -126,32 +126,6 @@ class RetrievalResult:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-TOP_SAMPLE = 50_000
-
-
-def _top(scores: np.ndarray, k: int, mask: np.ndarray | None = None) -> np.ndarray:
-    """Indices of the k highest positive scores, best first.
-
-    Only positive scores are ranked (a partition of a mostly-zero array is slow: ties), and
-    when many chunks match, the k-th best score of an evenly spaced sample of the matches,
-    a lower bound of the k-th best overall, leaves a few thousand candidates to rank."""
-    if mask is not None:
-        scores = np.where(mask, scores, 0.0)
-    candidates = np.flatnonzero(scores > 0)
-    k = min(k, len(candidates))
-    if k <= 0:
-        return np.zeros(0, dtype=np.int64)
-    if len(candidates) >= 4 * TOP_SAMPLE:
-        sample = scores[candidates[:: len(candidates) // TOP_SAMPLE]]
-        floor = np.partition(sample, len(sample) - k)[len(sample) - k]
-        candidates = candidates[scores[candidates] >= floor]
-    values = scores[candidates]
-    if len(candidates) > k:
-        part = np.argpartition(-values, k - 1)[:k]
-        candidates, values = candidates[part], values[part]
-    return candidates[np.argsort(-values, kind="stable")]
-
-
 def fuse(
     dense: dict[str, float],
     bm25: dict[str, float],
@@ -298,9 +272,8 @@ class HybridSearcher:
         embedded = time.perf_counter()
         dense = dict(self.store.query(vector, fetch_k, where=where))
         mask = np.isin(records.sources, list(sources)) if sources else None
-        bm25_scores, bm25_bound = index.scores(query)
-        top = _top(bm25_scores, fetch_k, mask)
-        bm25 = {records.ids[i]: float(bm25_scores[i]) for i in top}
+        top, bm25_scores, bm25_bound, _ = index.top(query, fetch_k, mask)
+        bm25 = {records.ids[i]: float(s) for i, s in zip(top.tolist(), bm25_scores, strict=True)}
         cosines = dict(dense)
         extra = [i for i in top if records.ids[i] not in dense] if mode == "hybrid" else []
         stored = records.vectors_at(extra)

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag import bm25
+from rag import bm25, bm25_top
 from rag.bm25 import BM25Index, Segment
+from rag.bm25_top import top_k
 from rag.chunking import Chunk, chunk_id
 from rag.config import Settings
 from rag.retrieval import HybridSearcher
@@ -215,3 +216,145 @@ def test_two_clients_of_a_chroma_server_catch_up_incrementally(
     hits = reader.search("narwhal tusks", mode="bm25").chunks
     assert hits and hits[0].chunk_id == new_ids[0]
     assert reader.bm25().changed == 2 and reader.bm25().records.index_of(ids[0]) is None
+
+
+# Top-k by pruning (rag/bm25_top.py) --------------------------------------------------------
+
+PROSE = (
+    "README.md",
+    "BENCHMARKS.md",
+    "docs/scaling.md",
+    "seeds/china_russia_military_supply.txt",
+    "evals/corpora/handbook/staff_handbook.md",
+    "evals/corpora/handbook/fleet_and_maintenance.md",
+    "tests/reliability/README.md",
+)
+HELD_OUT = "evals/corpora/handbook/customer_service_procedures.txt"  # added later: a delta
+
+
+def windows(name: str) -> list[str]:
+    """Real text as overlapping chunks: a file's sentences, and windows of 2 to 4 of them."""
+    text = (ROOT / name).read_text(encoding="utf-8")
+    parts = [p.strip() for p in re.split(r"(?<=[.!?])\s+|\n\n", text) if len(p.strip()) > 20]
+    return [" ".join(parts[i : i + w]) for w in (1, 2, 3, 4) for i in range(len(parts) - w + 1)]
+
+
+@pytest.fixture(scope="module")
+def updated_index() -> BM25Index:
+    """A base of the repository's prose (one file's chunks twice: equal scores, ranked by
+    position), then a delta: a held-out file's chunks (with words the base never saw) and a
+    few base chunks re-added, and every 17th base chunk deleted."""
+    texts = [text for name in (*PROSE, PROSE[3]) for text in windows(name)]
+    index = BM25Index.build(segment(texts))
+    added = windows(HELD_OUT)[:60]
+    replaced = [f"doc-{i}" for i in range(5, 40, 7)]
+    delta = Segment(
+        [f"new-{i}" for i in range(len(added))] + replaced,
+        added + [texts[int(i.split("-")[1])] for i in replaced],
+        [{"source": "new.txt", "title": ""}] * (len(added) + len(replaced)),
+        None,
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bm25, "MAX_AVGDL_DRIFT", 1.0)
+        patch.setattr(bm25, "MERGE_FRACTION", 0.5)
+        updated = index.updated(delta, {f"doc-{i}" for i in range(0, len(texts), 17)})
+    assert updated is not None and updated.dead.size and len(updated.delta.records)
+    return updated
+
+
+def top_queries(index: BM25Index) -> list[str]:
+    """Chunk texts, random bags of the index's words (common ones most likely), the commonest
+    and the rarest words, repeated words, words only the delta has, words only deleted chunks
+    had, unseen and stopword-only queries."""
+    rng = np.random.default_rng(13)
+    stems = np.array(sorted(index.vocab, key=index.vocab.__getitem__))
+    df = index.df.astype(np.float64)
+    common = stems[np.argsort(-df)[:40]]
+    rare = stems[df == 1]
+    delta_only = stems[index.base.vocab_size :]
+    gone = stems[(index.df == 0)[: len(stems)]]
+    queries = list(index.records.texts[:: max(1, len(index.records.texts) // 40)])
+    for n in (1, 2, 3, 5, 8, 13):
+        for _ in range(6):
+            queries.append(" ".join(rng.choice(stems, n, p=df / df.sum())))
+            queries.append(" ".join(rng.choice(stems, n)))
+    queries += [" ".join(common[:n]) for n in (1, 2, 4, 8, 16)]
+    queries += [" ".join(rng.choice(rare, 3)), " ".join(rare[:10]), f"{rare[0]} {common[0]}"]
+    queries += [f"{common[0]} {common[0]} {common[3]}", f"{rare[1]} {rare[1]} {common[1]}"]
+    queries += [" ".join(delta_only[:5]), f"{delta_only[0]} {common[2]}", " ".join(gone[:4])]
+    queries += ["qwxzyv blorptastic", "the of and", ""]
+    return queries
+
+
+def assert_top_is_exhaustive(index: BM25Index, query: str, k: int, mask=None) -> bool:
+    """index.top equals the exhaustive top k (same chunks, order and bit-equal scores, ties by
+    position) and bound; returns whether pruning found it."""
+    got = index.top(query, k, mask)
+    scores, bound = index.scores(query)
+    want = top_k(scores, k, mask)
+    kept = scores if mask is None else np.where(mask, scores, 0)
+    order = np.lexsort((np.arange(len(kept)), -kept))
+    assert np.array_equal(want, order[: len(want)]) and (kept[want] > 0).all()
+    assert len(want) == min(k, int((kept > 0).sum()))
+    assert np.array_equal(got.indices, want), (query, k)
+    assert np.array_equal(got.scores, scores[want]), (query, k)
+    assert got.bound == bound
+    return got.pruned
+
+
+@pytest.mark.parametrize(
+    "tuning",
+    [
+        {},
+        {"PROBE_FULL": 1, "POSTING_COST": 1e-9},  # prune whenever it can: never falls back
+        {"PROBE_FULL": 1, "POSTING_COST": 1e-9, "SPREAD": 0},  # lookups by binary search only
+        {"PROBE_FULL": 1, "POSTING_COST": 1e-9, "SPREAD": 1e9},  # ... by spreading only
+    ],
+    ids=["defaults", "eager", "eager-search", "eager-spread"],
+)
+def test_pruned_top_k_equals_the_exhaustive_one(
+    updated_index: BM25Index, tuning: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in tuning.items():
+        monkeypatch.setattr(bm25_top, name, value)
+    index = updated_index
+    sources = index.records.sources
+    masks = [None, np.isin(sources, ["doc1.txt", "doc4.txt", "new.txt"]), sources == "none"]
+    pruned = 0
+    queries = top_queries(index)
+    for i, query in enumerate(queries):
+        for k in (1, 10, 100_000):
+            pruned += assert_top_is_exhaustive(index, query, k, masks[i % 3 if k > 1 else 0])
+    if tuning:
+        assert pruned >= 2 * len(queries)  # nearly every query, at every k
+
+
+def test_typical_queries_take_the_pruned_path(updated_index: BM25Index) -> None:
+    """With the default tuning, chunk-like queries for a few results are mostly answered by
+    pruning (this fails if pruning silently always gives up)."""
+    index = updated_index
+    queries = index.records.texts[::23]
+    pruned = sum(assert_top_is_exhaustive(index, query, 5) for query in queries)
+    assert pruned >= 0.5 * len(queries)
+
+
+def test_pruned_top_k_in_threads_matches(updated_index: BM25Index) -> None:
+    """Each thread sums in its own scratch array: concurrent searches don't mix."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    queries = top_queries(updated_index) * 3
+    alone = [updated_index.top(query, 10).indices for query in queries]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda query: updated_index.top(query, 10).indices, queries))
+    assert all(np.array_equal(a, b) for a, b in zip(alone, together, strict=True))
+
+
+def test_unsorted_postings_fall_back_to_scoring_every_chunk(updated_index: BM25Index) -> None:
+    assert bm25.rows_sorted(np.array([3, 5, 9, 0, 2, 1]), np.array([0, 3, 5, 6]))
+    assert not bm25.rows_sorted(np.array([3, 5, 9, 2, 0, 1]), np.array([0, 3, 5, 6]))
+    assert not bm25.rows_sorted(np.array([3, 3]), np.array([0, 2]))
+    index = BM25Index(updated_index.base, updated_index.delta)
+    index._sorted = False
+    query = updated_index.records.texts[7]
+    assert not index.top(query, 5).pruned
+    assert np.array_equal(index.top(query, 5).indices, updated_index.top(query, 5).indices)

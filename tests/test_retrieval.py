@@ -164,16 +164,16 @@ def test_fuse_rrf_and_weighted() -> None:
 
 
 def test_top_over_a_large_array_matches_a_full_sort() -> None:
-    from rag.retrieval import TOP_SAMPLE, _top
+    from rag.bm25_top import TOP_SAMPLE, top_k
 
     rng = np.random.default_rng(7)
     n = 5 * TOP_SAMPLE
     for share in (0.001, 0.05, 0.6):
         scores = np.zeros(n, dtype=np.float32)
         hit = rng.choice(n, int(n * share), replace=False)
-        scores[hit] = rng.random(len(hit)).astype(np.float32)
+        # Few distinct values: many ties, which rank by position.
+        scores[hit] = rng.integers(1, 50, len(hit)).astype(np.float32) / 7
         for k in (1, 100, 2000):
-            got = _top(scores, k)
+            got = top_k(scores, k)
             want = np.argsort(-scores, kind="stable")[: min(k, len(hit))]
-            assert np.array_equal(scores[got], scores[want])
-            assert len(set(got.tolist())) == len(got) and (scores[got] > 0).all()
+            assert np.array_equal(got, want)

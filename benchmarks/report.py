@@ -180,6 +180,7 @@ def details(results: dict[str, Any]) -> list[str]:
             f"{_num(change.get('list_ids_s'), 2)} s). Collection written in "
             f"{_num(index.get('write_s_total'), 0)} s"
             + (f" ({_num(index.get('disk_mb'), 0)} MB on disk)." if index.get("disk_mb") else ".")
+            + _pruning_note(million.get("bm25_pruning") or {})
             + (
                 f" Measured on an unfinished build ({million.get('chunks')} of "
                 f"{million.get('target_chunks')} chunks written; `python -m "
@@ -301,3 +302,17 @@ def markdown(results: dict[str, Any], notes: bool = True) -> str:
 
 def write(results: dict[str, Any], path: Path) -> None:
     path.write_text(markdown(results), encoding="utf-8")
+
+
+def _pruning_note(pruning: dict[str, Any]) -> str:
+    """The side-by-side of BM25's top-k by pruning and by scoring every chunk, if measured."""
+    if not pruning:
+        return ""
+    return (
+        f" Side by side (best of {pruning.get('repeats')} per query): hybrid p50 "
+        f"{_num(pruning.get('hybrid_pruned_p50_ms'), 1)} ms with BM25's top-k by pruning vs "
+        f"{_num(pruning.get('hybrid_every_chunk_p50_ms'), 1)} ms scoring every chunk (BM25 "
+        f"top-k {_num(pruning.get('bm25_pruned_p50_ms'), 1)} vs "
+        f"{_num(pruning.get('bm25_every_chunk_p50_ms'), 1)} ms; pruned for "
+        f"{_num(100 * pruning.get('pruned_share', 0), 0)}% of queries)."
+    )

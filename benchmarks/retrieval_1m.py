@@ -2,10 +2,11 @@
 (benchmarks/synthetic.py: real SciFact text, stored vectors), and what it costs to keep it.
 
 Measured: hybrid p50/p95 (excluding the query embedding) against the query embedding's p50
-(``ratio``, target ≤ 1.0), the process's peak RSS, the time to open the store and to load the
-cached BM25 index, the BM25 build from the whole collection, and an incremental change: one
-new document of ~20 chunks upserted into the collection, the time until the next query is
-answered (which sees it), then the same for deleting it.
+(``ratio``, target ≤ 1.0), the same searches again with BM25's top-k found by pruning and by
+scoring every chunk, side by side (``bm25_pruning``), the process's peak RSS, the time to open
+the store and to load the cached BM25 index, the BM25 build from the whole collection, and an
+incremental change: one new document of ~20 chunks upserted into the collection, the time
+until the next query is answered (which sees it), then the same for deleting it.
 
 The collection is written once into ``benchmarks/.cache/latency-1000000`` (about an hour on
 2 cores; resumable: an interrupted build continues where it stopped). Build it ahead with
@@ -35,6 +36,7 @@ from benchmarks.common import (
     Timer,
     isolate_environment,
     log,
+    percentile,
     rss_mb,
     settings,
 )
@@ -174,6 +176,54 @@ def new_document(dataset_dir: Path, embedder: Any) -> tuple[list[Any], np.ndarra
     return chunks, np.asarray(vectors, dtype=np.float32), extra
 
 
+def pruning_side_by_side(searcher: Any, queries: list[str], repeats: int = 3) -> dict[str, Any]:
+    """BM25's top fetch_k, and the whole hybrid search, with the top-k found by MaxScore
+    pruning (``BM25Index.top``) and by scoring every chunk (what it falls back to), per query
+    the best of ``repeats`` runs of each, interleaved: on a shared machine only the ratio of the
+    two is meaningful."""
+    from rag.bm25 import TopK
+    from rag.bm25_top import top_k
+
+    index = searcher.bm25()
+    fetch_k = searcher.settings.fetch_k
+
+    def exhaustive(query: str, k: int, mask: np.ndarray | None = None) -> TopK:
+        scores, bound = index.scores(query)
+        chosen = top_k(scores, k, mask)
+        return TopK(chosen, scores[chosen], bound, False)
+
+    timings: dict[str, list[float]] = {"bm25_pruned": [], "bm25_every_chunk": []}
+    timings |= {"hybrid_pruned": [], "hybrid_every_chunk": []}
+    pruned = 0
+    for query in queries:
+        searcher.embedder.encode_query(query)  # cached: the searches below exclude it
+        best = dict.fromkeys(timings, float("inf"))
+        for _ in range(repeats):
+            for way, top in (("pruned", index.top), ("every_chunk", exhaustive)):
+                with Timer() as bm25_timer:
+                    found = top(query, fetch_k)
+                if way == "pruned":
+                    pruned += found.pruned
+                index.top = top  # the searcher's index, for this search only
+                try:
+                    seconds = searcher.search(query).seconds
+                finally:
+                    del index.top
+                best[f"bm25_{way}"] = min(best[f"bm25_{way}"], bm25_timer.seconds)
+                best[f"hybrid_{way}"] = min(best[f"hybrid_{way}"], seconds)
+        for name, seconds in best.items():
+            timings[name].append(seconds * 1000)
+    p50 = {name: round(percentile(values, 50), 2) for name, values in timings.items()}
+    return {
+        "queries": len(queries),
+        "repeats": repeats,
+        "pruned_share": round(pruned / max(len(queries) * repeats, 1), 3),
+        **{f"{name}_p50_ms": value for name, value in p50.items()},
+        "bm25_ratio": round(p50["bm25_pruned"] / p50["bm25_every_chunk"], 3),
+        "hybrid_ratio": round(p50["hybrid_pruned"] / p50["hybrid_every_chunk"], 3),
+    }
+
+
 def incremental_change(searcher: Any, embedder: Any, dataset_dir: Path) -> dict[str, Any]:
     """Upsert one new ~20-chunk document, time the next query (which must find it), then
     delete it and time the next query again (which must not)."""
@@ -266,11 +316,13 @@ def run(
     queries = list(dataset.queries.values())[:n_queries]
     latency = measure(searcher, embedder, queries)
     rss_serving = rss_mb(field="VmRSS")
+    pruning = pruning_side_by_side(searcher, queries)
     change = incremental_change(searcher, embedder, dataset_dir)
     p50_full = info["bm25_full_build"]["total_s"]
     return {
         "chunks": int(searcher.store.count()),
         **latency,
+        "bm25_pruning": pruning,
         "k": config.k,
         "fetch_k": config.fetch_k,
         "store_load_s": round(store_timer.seconds, 2),

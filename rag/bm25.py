@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from rag.bm25_top import QueryTerm, Row, pruned_top, top_k
+from rag.bm25_top import QueryTerm, Row, pruned_top, rows_sorted, top_k
 from rag.terms import bm25_tokenizer, terms
 
 # Anserini's usual BM25 setting; on SciFact train it beat 1.2/0.75 inside the hybrid.
@@ -202,18 +202,6 @@ class Base:
         retriever = bm25s.BM25(method="lucene", k1=K1, b=B)
         retriever.index(tokens, show_progress=False)
         return cls(records, retriever, lengths)
-
-
-def rows_sorted(indices: np.ndarray, indptr: np.ndarray, block: int = 1 << 22) -> bool:
-    """Are the column indices of every CSR row strictly increasing? (In blocks: no copy of a
-    large index.)"""
-    for lo in range(0, max(len(indices) - 1, 0), block):
-        piece = indices[lo : lo + block + 1]
-        drops = np.flatnonzero(piece[1:] <= piece[:-1]) + lo + 1  # must all be row starts
-        at = np.minimum(np.searchsorted(indptr, drops), len(indptr) - 1)
-        if not np.array_equal(indptr[at], drops):
-            return False
-    return True
 
 
 def _segment_max(data: np.ndarray, indptr: np.ndarray) -> np.ndarray:

@@ -46,6 +46,18 @@ PROBE = 40
 PROBE_FULL = 20
 
 
+def rows_sorted(indices: np.ndarray, indptr: np.ndarray, block: int = 1 << 22) -> bool:
+    """Are the column indices of every CSR row strictly increasing? (In blocks: no copy of a
+    large index.)"""
+    for lo in range(0, max(len(indices) - 1, 0), block):
+        piece = indices[lo : lo + block + 1]
+        drops = np.flatnonzero(piece[1:] <= piece[:-1]) + lo + 1  # must all be row starts
+        at = np.minimum(np.searchsorted(indptr, drops), len(indptr) - 1)
+        if not np.array_equal(indptr[at], drops):
+            return False
+    return True
+
+
 def top_k(scores: np.ndarray, k: int, mask: np.ndarray | None = None) -> np.ndarray:
     """Indices of the k highest positive scores, best first, ties by index.
 

@@ -350,9 +350,9 @@ def test_pruned_top_k_in_threads_matches(updated_index: BM25Index) -> None:
 
 
 def test_unsorted_postings_fall_back_to_scoring_every_chunk(updated_index: BM25Index) -> None:
-    assert bm25.rows_sorted(np.array([3, 5, 9, 0, 2, 1]), np.array([0, 3, 5, 6]))
-    assert not bm25.rows_sorted(np.array([3, 5, 9, 2, 0, 1]), np.array([0, 3, 5, 6]))
-    assert not bm25.rows_sorted(np.array([3, 3]), np.array([0, 2]))
+    assert bm25_top.rows_sorted(np.array([3, 5, 9, 0, 2, 1]), np.array([0, 3, 5, 6]))
+    assert not bm25_top.rows_sorted(np.array([3, 5, 9, 2, 0, 1]), np.array([0, 3, 5, 6]))
+    assert not bm25_top.rows_sorted(np.array([3, 3]), np.array([0, 2]))
     index = BM25Index(updated_index.base, updated_index.delta)
     index._sorted = False
     query = updated_index.records.texts[7]

@@ -46,15 +46,28 @@ def reader_text(title: str, sentence: str) -> tuple[str, int]:
     return prefix + sentence, len(prefix)
 
 
+def with_context(title: str, before: str) -> str:
+    """The title argument of ``Reader.score`` that makes the reader read a sentence after the
+    sentence before it ("Title | sentence before | sentence"); answer spans stay inside the
+    sentence."""
+    before = " ".join(before.split())
+    if not before:
+        return title
+    return f"{title}{TITLE_SEPARATOR}{before}" if title.strip() else before
+
+
 @dataclass(frozen=True)
 class Calibration:
     """Decision thresholds, set by ``rag.train.calibrate`` on held-out validation articles
     (figures in reader.json and the model card). The defaults serve an uncalibrated model.
 
-    Whether the documents answer at all is a logistic combination of the best sentence's
-    reader score and the best chunk's cosine similarity to the question (the reader alone
-    misses that a question is about something the index does not cover at all);
-    ``answer_threshold`` applies to it. A single sentence counts as answering when its reader
+    Whether the documents answer at all is a logistic combination of a reader score and the
+    best chunk's cosine similarity to the question (the reader alone misses that a question is
+    about something the index does not cover at all); ``answer_threshold`` applies to it. The
+    reader score there is the best of the top few sentences each read after the sentence
+    before it (``with_context``; the answer pipeline's ``context_score``): with it the reader
+    refuses more near misses at the same false-refusal rate, while ranking stays on the
+    sentences alone. A single sentence counts as answering when its reader
     score reaches ``sentence_threshold``."""
 
     answer_reader_weight: float = 1.0
@@ -65,10 +78,10 @@ class Calibration:
     second_sentence_margin: float = 1.0  # quote a second sentence this close to the best
     direct_answer_threshold: float = 1e4  # lead with the short answer from this score up
 
-    def answerability(self, best_reader_score: float, best_cosine: float) -> float:
+    def answerability(self, context_score: float, best_cosine: float) -> float:
         """The answer/refuse logit for a question."""
         return (
-            self.answer_reader_weight * best_reader_score
+            self.answer_reader_weight * context_score
             + self.answer_dense_weight * best_cosine
             + self.answer_bias
         )

@@ -414,3 +414,23 @@ def test_refusals_do_not_depend_on_unrelated_documents(tmp_path, seed_index: Set
 
 def load_settings_like(settings: Settings, index_dir) -> Settings:
     return settings.model_copy(update={"index_dir": index_dir})
+
+
+def test_answer_decision_reads_the_sentence_before(tmp_path, settings: Settings) -> None:
+    """Whether the documents answer is judged on the top sentences read after the sentence
+    before them: "He finished it in December 1990." answers for Berners-Lee only in context."""
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "browser.md").write_text(
+        "# Web browser\n\nTim Berners-Lee wrote the first web browser, WorldWideWeb, at CERN. "
+        "He finished it in December 1990. Browsers later spread to home computers, and "
+        "Netscape Navigator was the most popular browser of the mid-1990s.\n",
+        encoding="utf-8",
+    )
+    assert ingest([tmp_path / "docs"], settings).ok
+    bot = RAG(settings)
+    question = "When did Tim Berners-Lee finish the first web browser?"
+    chunks = bot.searcher.search(question).chunks
+    ranked = bot.rank_sentences(question, chunks)
+    assert bot.context_score(question, ranked, chunks) > ranked[0].score + 2.0
+    answer = bot.ask(question)
+    assert not answer.refused and "December 1990" in answer.answer

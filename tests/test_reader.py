@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.reader import MAX_LENGTH, READER_DIR, Reader, ReaderError
+from rag.reader import MAX_LENGTH, READER_DIR, Reader, ReaderError, with_context
 
 BROWSER = "Web browser"
 SENTENCES = [
@@ -108,3 +108,26 @@ def test_length_batches_score_each_candidate_as_alone(reader: Reader) -> None:
     for got, expected in zip(batched, alone, strict=True):
         assert (got.start, got.end) == (expected.start, expected.end)
         assert got.score == pytest.approx(expected.score, abs=1e-3)
+
+
+def test_sentence_before_tells_the_reader_who_he_is(reader: Reader) -> None:
+    """Alone, "He finished it in December 1990." answers for anyone; read after the sentence
+    before it, it answers for Berners-Lee, not for Andreessen (what decides answer/refuse)."""
+    before = "Tim Berners-Lee wrote the first web browser, WorldWideWeb, at CERN."
+    sentence = "He finished it in December 1990."
+    right = "When did Tim Berners-Lee finish the first web browser?"
+    wrong = "When did Marc Andreessen finish the first web browser?"
+    in_context = [(with_context(BROWSER, before), sentence)]
+    alone = [(BROWSER, sentence)]
+    right_alone, wrong_alone = reader.score(right, alone)[0], reader.score(wrong, alone)[0]
+    right_read, wrong_read = reader.score(right, in_context)[0], reader.score(wrong, in_context)[0]
+    assert abs(right_alone.score - wrong_alone.score) < 1.0
+    assert right_read.score > right_alone.score
+    assert right_read.score > wrong_read.score + 2.0
+    assert sentence[right_read.start : right_read.end] == "December 1990"
+
+
+def test_context_joins_title_and_sentence_before() -> None:
+    assert with_context("Web browser", "  It was\nnew. ") == "Web browser | It was new."
+    assert with_context("", "It was new.") == "It was new."
+    assert with_context("Web browser", " ") == "Web browser"

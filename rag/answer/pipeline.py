@@ -46,11 +46,13 @@ from rag.answer.verify import Verifier, list_end
 from rag.config import RagError, Settings, load_settings
 from rag.embeddings import get_embedder
 from rag.llm import LLMSpec, LLMUnavailableError, endpoint, load_chat_model, parse_spec
-from rag.reader import READER_DIR, Reader, get_reader
+from rag.reader import READER_DIR, Reader, get_reader, with_context
 from rag.retrieval import HybridRetriever, HybridSearcher, RetrievedChunk
 
 # Sentences the reader scores per question (the best by embedding similarity to it).
 MAX_READER_CANDIDATES = 24
+# The best-ranked sentences read again after the sentence before them, to decide answer/refuse.
+CONTEXT_CANDIDATES = 4
 
 __all__ = ["RAG", "ask", "get_rag", "refusal_text"]
 
@@ -258,7 +260,8 @@ class RAG:
         """Rank the retrieved sentences; decide whether the documents answer; build the
         numbered context for the model when one writes."""
         turn = turn_of(state)
-        turn.ranked = self.read(turn)
+        question, turn.ranked = self.read(turn)
+        turn.context_score = self.context_score(question, turn.ranked, turn.chunks)
         turn.refusal = self._refusal_reason(turn)
         if turn.writes:
             budget = self.context_budget(turn.spec)
@@ -360,34 +363,53 @@ class RAG:
             return self.settings.answer_threshold
         return self.reader.calibration.answer_threshold
 
-    def answerability(self, ranked: list[Candidate], best_dense: float) -> float:
+    def answerability(self, turn: Turn) -> float:
         """How likely the passages answer the question (a logit; see rag.reader.Calibration)."""
-        if not ranked:
+        if not turn.ranked:
             return float("-inf")
-        return self.reader.calibration.answerability(ranked[0].score, best_dense)
+        return self.reader.calibration.answerability(turn.context_score, turn.best_dense)
+
+    def context_score(
+        self, question: str, ranked: list[Candidate], chunks: list[RetrievedChunk]
+    ) -> float:
+        """The best reader score of the CONTEXT_CANDIDATES best-ranked sentences, each read
+        after the sentence before it in its chunk (one opening its chunk is read alone): what
+        decides whether the documents answer. With the sentence before, the reader sees what
+        "he" or "it" stands for and what the sentence continues."""
+        candidates = []
+        for candidate in ranked[:CONTEXT_CANDIDATES]:
+            chunk = chunks[candidate.chunk_index]
+            spans = self.verifier.chunk_sentences(chunk).spans
+            before = [(a, b) for a, b in spans if b <= candidate.start]
+            title = chunk.title
+            if before:
+                title = with_context(title, chunk.text[before[-1][0] : before[-1][1]])
+            candidates.append((title, chunk.text[candidate.start : candidate.end]))
+        scores = self.reader.score(question, candidates)
+        return max((score.score for score in scores), default=float("-inf"))
 
     def _refusal_reason(self, turn: Turn) -> str | None:
         if not turn.ranked:
             if not turn.chunks and self.searcher.is_empty():
                 return "the index is empty"
             return "no passage was found for it"
-        if self.answerability(turn.ranked, turn.best_dense) < self.answer_threshold:
+        if self.answerability(turn) < self.answer_threshold:
             return "no passage answers it"
         return None
 
-    def read(self, turn: Turn) -> list[Candidate]:
-        """The reader's ranking of the retrieved sentences. A follow-up condensed with the
-        previous question ("When did the ferry start? And what about the bridge?") is read as
-        asked when the reader finds an answer to it in the passages the condensed question
-        retrieved, else as condensed."""
+    def read(self, turn: Turn) -> tuple[str, list[Candidate]]:
+        """The question as read and the reader's ranking of the retrieved sentences for it. A
+        follow-up condensed with the previous question ("When did the ferry start? And what
+        about the bridge?") is read as asked when the reader finds an answer to it in the
+        passages the condensed question retrieved, else as condensed."""
         chunks = turn.chunks
         if not chunks:
-            return []
+            return turn.standalone, []
         if turn.standalone != turn.question:
             own = self.rank_sentences(turn.question, chunks)
             if own and own[0].score >= self.reader.calibration.sentence_threshold:
-                return own
-        return self.rank_sentences(turn.standalone, chunks)
+                return turn.question, own
+        return turn.standalone, self.rank_sentences(turn.standalone, chunks)
 
     def rank_sentences(self, question: str, chunks: list[RetrievedChunk]) -> list[Candidate]:
         """The retrieved chunks' sentences (a lead-in ending in ':' carries its list), scored by

@@ -32,6 +32,7 @@ class Turn:
     chunks: list[RetrievedChunk] = field(default_factory=list)
     best_dense: float = 0.0  # the best dense similarity of the question in the collection
     ranked: list[Candidate] = field(default_factory=list)
+    context_score: float = float("-inf")  # the best top sentences' score read in context
     refusal: str | None = None  # why the documents are taken not to answer, when they are not
     context: str = ""  # the numbered sources the model is shown
     started: float = field(default_factory=time.perf_counter)

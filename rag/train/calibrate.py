@@ -5,9 +5,10 @@
 Indexes the validation corpus (rag.train.heldout), runs retrieval and the reader on its three
 question sets exactly as answering does, and picks:
 
-- the answerability combination: a logistic regression of "answerable" on the best sentence's
-  reader score and the best chunk's cosine similarity, fitted on the validation questions
-  (answerable vs adversarial and out-of-corpus);
+- the answerability combination: a logistic regression of "answerable" on the reader's best
+  score for the top sentences read after the sentence before them (the pipeline's
+  ``context_score``) and the best chunk's cosine similarity, fitted on the validation
+  questions (answerable vs adversarial and out-of-corpus);
 - ``answer_threshold`` on that combination, and ``sentence_threshold`` on the reader score
   alone: the highest values whose false-refusal rate on the answerable questions stays within
   FALSE_REFUSAL_BUDGET, i.e. as many unanswerable questions refused as that budget allows;
@@ -61,6 +62,7 @@ def collect(reader_dir: Path, sets_dir: Path, index_dir: Path) -> dict[str, list
                     "expected": item.case.expected,
                     "scores": [c.score for c in ranked[:3]],
                     "dense": retrieval.best_dense,
+                    "context": bot.context_score(item.case.question, ranked, chunks),
                     "texts": [chunks[c.chunk_index].text[c.start : c.end] for c in ranked[:3]],
                     "direct": direct_answer(ranked[0], chunks) if ranked else "",
                 }
@@ -125,7 +127,8 @@ def _threshold(answerable: np.ndarray, others: np.ndarray) -> float:
 
 
 def _features(rows: list[dict]) -> np.ndarray:
-    return np.array([[r["scores"][0] if r["scores"] else -1e4, r["dense"]] for r in rows])
+    """Answerability features: the top sentences' best score read in context, best cosine."""
+    return np.array([[max(r["context"], -1e4), r["dense"]] for r in rows])
 
 
 def choose(records: dict[str, list[dict]]) -> dict:
@@ -145,8 +148,8 @@ def choose(records: dict[str, list[dict]]) -> dict:
 
     answerable, adversarial, outside = logit("answerable"), logit("adversarial"), logit("outside")
     threshold = _threshold(answerable, np.concatenate([adversarial, outside]))
-    best = _features(records["answerable"])[:, 0]
-    sentence_threshold = _threshold(best, _features(records["adversarial"])[:, 0])
+    best = _best(records["answerable"])
+    sentence_threshold = _threshold(best, _best(records["adversarial"]))
     answered = [
         row
         for row, value in zip(records["answerable"], answerable, strict=True)
@@ -185,10 +188,10 @@ def choose(records: dict[str, list[dict]]) -> dict:
             "reader_only": {
                 "false_refusal_rate": round(float(np.mean(best < sentence_threshold)), 4),
                 "adversarial_refused": round(
-                    float(np.mean(_features(records["adversarial"])[:, 0] < sentence_threshold)), 4
+                    float(np.mean(_best(records["adversarial"]) < sentence_threshold)), 4
                 ),
                 "outside_refused": round(
-                    float(np.mean(_features(records["outside"])[:, 0] < sentence_threshold)), 4
+                    float(np.mean(_best(records["outside"]) < sentence_threshold)), 4
                 ),
             },
             "top1_sentence_has_answer": round(float(top1), 4),

@@ -78,13 +78,9 @@ def test_off_topic_questions_are_refused_without_llm(seed_index: Settings, quest
     assert answer.answer.startswith("The documents don't say")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limitation: an on-topic near miss about someone the article never names is "
-    "answered with the closest sentence (the name rule was replaced by the trained reader, which "
-    "refuses about a fifth of held-out adversarial near misses; README 'Quality')",
-)
 def test_question_about_unmentioned_person_is_refused(bot: RAG) -> None:
+    """An on-topic near miss about someone the article never names (answered with the closest
+    sentence until answer/refuse read the top sentences after the sentence before them)."""
     answer = bot.ask("What did Vladimir Putin say about the Chinese supplies?")
     assert answer.refused
     assert answer.citations == []

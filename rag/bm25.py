@@ -409,7 +409,7 @@ class BM25Index:
             found = pruned_top(query_terms, order, k, len(self.alive), keep)
             if found is not None:
                 return TopK(found[0], found[1], bound, True)
-        scores, _ = self.scores(query)
+        scores = self._scores_of(ids)
         chosen = top_k(scores, k, mask)
         return TopK(chosen, scores[chosen], bound, False)
 
@@ -458,7 +458,11 @@ class BM25Index:
         ids, unseen = self._query_ids(query)
         if not ids:
             return np.zeros(total, dtype=np.float32), 0.0
-        bound = self._bound(ids, unseen)
+        return self._scores_of(ids), self._bound(ids, unseen)
+
+    def _scores_of(self, ids: list[int]) -> np.ndarray:
+        """Every chunk's score for the query's (present) term ids, 0 for deleted chunks."""
+        total = len(self.alive)
         nb = self.base.vocab_size
         base_ids = [t for t in ids if t < nb]
         scores = np.zeros(total, dtype=np.float32)
@@ -475,7 +479,7 @@ class BM25Index:
             )  # fmt: skip
         if self.dead.size:
             scores[self.dead] = 0.0
-        return scores, bound
+        return scores
 
 
 def _accumulate(

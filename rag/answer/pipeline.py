@@ -50,9 +50,9 @@ from rag.reader import READER_DIR, Reader, get_reader, with_context
 from rag.retrieval import HybridRetriever, HybridSearcher, RetrievedChunk
 
 # Sentences the reader scores per question (the best by embedding similarity to it).
-MAX_READER_CANDIDATES = 24
+MAX_READER_CANDIDATES = 12
 # The best-ranked sentences read again after the sentence before them, to decide answer/refuse.
-CONTEXT_CANDIDATES = 4
+CONTEXT_CANDIDATES = 2
 
 __all__ = ["RAG", "ask", "get_rag", "refusal_text"]
 

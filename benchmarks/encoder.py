@@ -1,10 +1,11 @@
 """Encoders side by side in one run: the packaged MiniLM with PyTorch fp32, ONNX Runtime fp32 and
 ONNX Runtime int8 (throughput on SciFact abstracts, agreement with PyTorch, SciFact dense
-nDCG@10 with each), the reader with PyTorch and ONNX Runtime (per question, 24 sentences), and a
-cold ``rag ask`` (wall time and peak memory of a fresh process)."""
+nDCG@10 with each), the reader with PyTorch and ONNX Runtime (per question, as answering reads),
+and a cold ``rag ask`` (wall time and peak memory of a fresh process)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import statistics
 import subprocess
@@ -32,22 +33,31 @@ def _texts(dataset: Any, limit: int | None) -> tuple[list[str], list[str]]:
     return ids, [f"{dataset.corpus[d][0]}\n{dataset.corpus[d][1]}".strip() for d in ids]
 
 
-def throughput(texts: list[str]) -> dict[str, Any]:
-    """docs/s of each backend on the same texts (after a warm-up), and cosine to PyTorch."""
+def throughput(texts: list[str], rounds: int = 3) -> dict[str, Any]:
+    """docs/s of each backend on the same texts (after a warm-up), and cosine to PyTorch.
+
+    The backends take turns, ``rounds`` times over (torch, onnx, onnx-int8, torch, ...), and
+    each reports its median round: on a shared machine a slow spell then hits every backend
+    alike instead of whichever happened to run during it."""
     from rag.embeddings import Embedder
 
-    vectors: dict[str, np.ndarray] = {}
-    rates: dict[str, float] = {}
-    for backend in BACKENDS:
-        embedder = Embedder(backend=backend)
+    embedders = {backend: Embedder(backend=backend) for backend in BACKENDS}
+    for embedder in embedders.values():
         embedder.encode(texts[:8])  # load (and export, the first time) outside the timing
-        began = time.perf_counter()
-        vectors[backend] = embedder.encode(texts)
-        rates[backend] = len(texts) / (time.perf_counter() - began)
+    vectors: dict[str, np.ndarray] = {}
+    samples: dict[str, list[float]] = {backend: [] for backend in BACKENDS}
+    for _ in range(rounds):
+        for backend, embedder in embedders.items():
+            began = time.perf_counter()
+            vectors[backend] = embedder.encode(texts)
+            samples[backend].append(len(texts) / (time.perf_counter() - began))
+    rates = {backend: statistics.median(values) for backend, values in samples.items()}
     base = vectors["torch"]
     return {
         "docs": len(texts),
+        "rounds": rounds,
         "docs_per_s": {b: round(r, 1) for b, r in rates.items()},
+        "docs_per_s_rounds": {b: [round(r, 1) for r in v] for b, v in samples.items()},
         "speedup_vs_torch": round(rates["onnx-int8"] / rates["torch"], 2),
         "onnx_fp32_speedup_vs_torch": round(rates["onnx"] / rates["torch"], 2),
         "cosine_to_torch": {
@@ -88,20 +98,31 @@ def dense_ndcg(dataset: Any, quick: bool) -> dict[str, Any]:
 
 
 def reader_latency(repeats: int) -> dict[str, Any]:
-    """Reader time per question for 24 candidate sentences (MAX_READER_CANDIDATES)."""
-    from rag.reader import READER_DIR, Reader
+    """Reader time per question as answering spends it: MAX_READER_CANDIDATES sentences ranked,
+    then the CONTEXT_CANDIDATES best read again after the sentence before them."""
+    from rag.answer.pipeline import CONTEXT_CANDIDATES, MAX_READER_CANDIDATES
+    from rag.reader import READER_DIR, Reader, with_context
 
     text = (SEEDS_DIR / "china_russia_military_supply.txt").read_text(encoding="utf-8")
     sentences = [s.strip() + "." for s in text.replace("\n", " ").split(". ") if s.strip()]
-    candidates = [("China and Russia", s) for s in (sentences * 3)[:24]]
-    result: dict[str, Any] = {"sentences": len(candidates)}
+    pool = (sentences * 3)[: MAX_READER_CANDIDATES + 1]
+    ranked = [("China and Russia", s) for s in pool[1:]]
+    in_context = [
+        (with_context("China and Russia", before), sentence)
+        for before, sentence in itertools.pairwise(pool[: CONTEXT_CANDIDATES + 1])
+    ]
+    result: dict[str, Any] = {
+        "sentences": len(ranked),
+        "context_sentences": len(in_context),
+    }
     for backend in ("torch", "onnx"):
         reader = Reader(READER_DIR, backend=backend)
-        reader.score(COLD_QUESTION, candidates)
+        reader.score(COLD_QUESTION, ranked)
         times = []
         for _ in range(repeats):
             began = time.perf_counter()
-            reader.score(COLD_QUESTION, candidates)
+            reader.score(COLD_QUESTION, ranked)
+            reader.score(COLD_QUESTION, in_context)
             times.append(1000 * (time.perf_counter() - began))
         result[backend] = {
             "p50_ms": round(percentile(times, 50), 1),

@@ -177,3 +177,25 @@ def test_top_over_a_large_array_matches_a_full_sort() -> None:
             got = top_k(scores, k)
             want = np.argsort(-scores, kind="stable")[: min(k, len(hit))]
             assert np.array_equal(got, want)
+
+
+def test_searches_from_many_threads_match_one_at_a_time(searcher: HybridSearcher) -> None:
+    """Concurrent searches (the UI serves several users at once) get exactly what they get one
+    at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    queries = [
+        "what causes tides",
+        "QX-7731 baud rate",
+        "sourdough starter",
+        "lava from Etna",
+        "cycling to work",
+    ] * 4
+
+    def ranking(query: str) -> list[tuple[str, float]]:
+        return [(c.chunk_id, round(c.score, 6)) for c in searcher.search(query, k=3).chunks]
+
+    alone = [ranking(query) for query in queries]
+    with ThreadPoolExecutor(6) as pool:
+        together = list(pool.map(ranking, queries))
+    assert together == alone

@@ -89,16 +89,16 @@ eval-gate: heldout
 	  --fail-over false_refusal_rate=0.07,uncited_sentence_rate=0
 	$(RAG) ingest evals/corpora/handbook --index $(GATE)/handbook >/dev/null
 	$(RAG) eval evals/handbook.yaml --index $(GATE)/handbook --json $(GATE)/handbook.json \
-	  --fail-under answer_accuracy=0.68,refusal_accuracy=0.35,citation_accuracy=0.82 \
+	  --fail-under answer_accuracy=0.66,refusal_accuracy=0.35,citation_accuracy=0.82 \
 	  --fail-over false_refusal_rate=0.1,uncited_sentence_rate=0
 	$(RAG) ingest build/heldout/test/corpus --index $(GATE)/heldout >/dev/null
 	$(RAG) eval build/heldout/test/answerable.yaml --index $(GATE)/heldout \
 	  --json $(GATE)/answerable.json --fail-under answer_accuracy=0.77,citation_accuracy=0.78 \
 	  --fail-over false_refusal_rate=0.06,uncited_sentence_rate=0
 	$(RAG) eval build/heldout/test/adversarial.yaml --index $(GATE)/heldout \
-	  --json $(GATE)/adversarial.json --fail-under refusal_accuracy=0.2
+	  --json $(GATE)/adversarial.json --fail-under refusal_accuracy=0.25
 	$(RAG) eval build/heldout/test/outside.yaml --index $(GATE)/heldout \
-	  --json $(GATE)/outside.json --fail-under refusal_accuracy=0.76
+	  --json $(GATE)/outside.json --fail-under refusal_accuracy=0.83
 
 clean:
 	rm -rf $(VENV) index/* data reports .pytest_cache .ruff_cache

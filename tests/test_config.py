@@ -35,7 +35,7 @@ def test_precedence_defaults_toml_env_flags(tmp_path: Path, monkeypatch) -> None
     settings = load_settings()
     assert (settings.collection, settings.chunk_size, settings.k) == ("from-toml", 800, 7)
     assert settings.index_dir == Path("toml-index")
-    assert settings.fetch_k == 100  # not in the file: default
+    assert settings.fetch_k == 60  # not in the file: default
     monkeypatch.setenv("RAG_COLLECTION", "from-env")
     monkeypatch.setenv("RAG_CHUNK_SIZE", "600")
     settings = load_settings()

@@ -50,14 +50,57 @@ def precision_of(backend: str) -> str:
     return "int8" if backend == "onnx-int8" else "fp32"
 
 
-def _fingerprint(folder: Path) -> str:
-    """Identifies the weights: names, sizes and modification times of the model's files."""
+def weights_fingerprint(folder: Path) -> str:
+    """Identifies the weights by content: names and SHA-256 digests of the model's files. A
+    copy or a fresh checkout of the same weights (new modification times) finds its export;
+    changed weights get a new one. Digests are kept per (path, size, modification time) in the
+    cache, so a file is read once, not on every start."""
     digest = hashlib.sha256(EXPORT_FORMAT.encode())
+    known = _known_digests()
+    learned = False
     for path in sorted(folder.rglob("*")):
         if path.is_file() and path.suffix in (".safetensors", ".bin", ".json", ".txt"):
             stat = path.stat()
-            digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+            key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+            if key not in known:
+                known[key] = _file_digest(path)
+                learned = True
+            digest.update(f"{path.relative_to(folder)}:{known[key]}".encode())
+    if learned:
+        _remember_digests(known)
     return digest.hexdigest()[:16]
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _digests_path() -> Path:
+    return cache_root() / "onnx" / "digests.json"
+
+
+def _known_digests() -> dict[str, str]:
+    try:
+        known = json.loads(_digests_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
+def _remember_digests(known: dict[str, str]) -> None:
+    """Best effort, atomically (a process that loses a race recomputes a digest, no more)."""
+    path = _digests_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(known), encoding="utf-8")
+        temporary.replace(path)
+    except OSError:
+        pass
 
 
 @dataclass(frozen=True)
@@ -73,7 +116,7 @@ _EXPORT_LOCK = threading.Lock()
 
 def exported(source: Path, kind: Literal["embedding", "reader"], backend: str) -> ExportedModel:
     """The ONNX export of ``source`` for ``backend``, made now if the cache lacks it."""
-    folder = cache_root() / "onnx" / f"{kind}-{_fingerprint(source)}"
+    folder = cache_root() / "onnx" / f"{kind}-{weights_fingerprint(source)}"
     model = ExportedModel(folder)
     with _EXPORT_LOCK:
         if not model.path("onnx").is_file() or not (folder / "tokenizer.json").is_file():

@@ -14,7 +14,7 @@ import pytest
 from rag.config import Settings
 from rag.embeddings import Embedder
 from rag.ingest import ingest
-from rag.onnx_encoders import exported
+from rag.onnx_encoders import exported, weights_fingerprint
 from rag.reader import READER_DIR, Reader
 from rag.store import EmbeddingMismatchError
 from tests.conftest import rag_env
@@ -60,6 +60,25 @@ def test_export_is_made_once_into_the_cache(tmp_path: Path, monkeypatch) -> None
     again = exported(packaged_model_dir(), "embedding", "onnx-int8")
     assert again.folder == model.folder and model.path("onnx").stat().st_mtime_ns == stamp
     assert again.path("onnx-int8").stat().st_size < model.path("onnx").stat().st_size / 3
+
+
+def test_a_fresh_copy_of_the_same_weights_finds_its_export(tmp_path: Path, monkeypatch) -> None:
+    """The export is keyed by the weights' content, not file times: a new checkout reuses it,
+    changed files get a new one; each file is read once per (size, modification time)."""
+    import shutil
+
+    monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path / "cache"))
+    copy = tmp_path / "reader"
+    copy.mkdir()
+    for path in READER_DIR.iterdir():
+        if path.is_file():
+            shutil.copyfile(path, copy / path.name)  # new modification times
+    original = weights_fingerprint(READER_DIR)
+    assert weights_fingerprint(copy) == original
+    digests = tmp_path / "cache" / "onnx" / "digests.json"
+    assert digests.is_file() and str((copy / "model.safetensors").resolve()) in digests.read_text()
+    (copy / "config.json").write_text((copy / "config.json").read_text() + "\n")
+    assert weights_fingerprint(copy) != original
 
 
 def test_an_index_is_queried_only_in_its_own_precision(tmp_path: Path) -> None:

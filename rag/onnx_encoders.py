@@ -63,20 +63,13 @@ def weights_fingerprint(folder: Path) -> str:
             stat = path.stat()
             key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
             if key not in known:
-                known[key] = _file_digest(path)
+                with path.open("rb") as handle:
+                    known[key] = hashlib.file_digest(handle, "sha256").hexdigest()
                 learned = True
             digest.update(f"{path.relative_to(folder)}:{known[key]}".encode())
     if learned:
         _remember_digests(known)
     return digest.hexdigest()[:16]
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _digests_path() -> Path:

@@ -55,3 +55,26 @@ def test_pairs_hold_every_kind_and_near_misses_are_negatives() -> None:
             assert pair.answer is None
     # the defaults of the first two training stages add no word swaps
     assert "word_swapped" not in {p.kind for p in build_pairs(articles, 100)}
+
+
+@pytest.mark.slow
+def test_context_share_reads_own_paragraph_pairs_after_the_sentence_before() -> None:
+    from rag.reader import TITLE_SEPARATOR
+
+    articles = split_articles(load_articles()).train[:20]
+    plain = build_pairs(articles, 200)
+    read_in_context = build_pairs(articles, 200, context_share=1.0)
+    # the same pairs in the same order (the context has a generator of its own) ...
+    assert [(p.question, p.sentence, p.answer, p.kind) for p in plain] == [
+        (p.question, p.sentence, p.answer, p.kind) for p in read_in_context
+    ]
+    changed = 0
+    for before, after in zip(plain, read_in_context, strict=True):
+        if before.kind == "other_article" or before.title == after.title:
+            assert before.title == after.title  # other articles' sentences are read alone
+            continue
+        # ... a sentence that has one is read after the sentence before it
+        title, previous = after.title.split(TITLE_SEPARATOR, 1)
+        assert title == before.title and previous.strip()
+        changed += 1
+    assert changed > len(plain) / 3

@@ -115,6 +115,15 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="questions given an ordinary-word near miss",
     )
+    parser.add_argument(
+        "--context-share",
+        type=float,
+        default=0.0,
+        help="own-paragraph pairs read after the sentence before (as answering's re-read)",
+    )
+    parser.add_argument(
+        "--max-length", type=int, default=TRAIN_MAX_LENGTH, help="tokens per training input"
+    )
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -134,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
     data_file = args.work / (
         f"data-{args.skip_questions}-{args.questions}-{args.seed}"
-        f"-{args.swap_share}-{args.word_swap_share}.pt"
+        f"-{args.swap_share}-{args.word_swap_share}"
+        + (f"-c{args.context_share}-{args.max_length}" if args.context_share else "")
+        + ".pt"
     )
     if data_file.exists():
         rows, kinds = torch.load(data_file)
@@ -148,8 +159,9 @@ def main(argv: list[str] | None = None) -> int:
             skip_questions=args.skip_questions,
             swap_share=args.swap_share,
             word_swap_share=args.word_swap_share,
+            context_share=args.context_share,
         )
-        rows = encode_pairs(tokenizer, pairs, TRAIN_MAX_LENGTH)
+        rows = encode_pairs(tokenizer, pairs, args.max_length)
         kinds: dict[str, int] = {}
         for pair in pairs:
             kinds[pair.kind] = kinds.get(pair.kind, 0) + 1
@@ -279,8 +291,9 @@ def export(model, tokenizer, folder: Path, args, step: int, total: int, kinds, p
         "lr": args.lr,
         "swap_share": args.swap_share,
         "word_swap_share": args.word_swap_share,
+        "context_share": args.context_share,
         "seed": args.seed,
-        "max_length": TRAIN_MAX_LENGTH,
+        "max_length": args.max_length,
         "inference_max_length": MAX_LENGTH,
     }
     info["training"] = training_summary(earlier_stages(args.init), stage)

@@ -17,6 +17,10 @@ articles:
   grammatical: the asked attribute changes, as in SQuAD 2.0's crowd-written near misses;
 - SQuAD 2.0's adversarial unanswerable questions: the sentence holding the plausible (wrong)
   answer and another sentence of the paragraph, both negatives.
+
+With ``context_share``, that share of the pairs from a question's own paragraph read the
+sentence after the one before it ("Title | sentence before | sentence", as answering's re-read
+does; ``rag.reader.with_context``), the answer span still inside the sentence.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import re
 from dataclasses import dataclass
 
 from rag.chunking import sentence_spans
+from rag.reader import with_context
 from rag.train.squad import Article
 
 _NAME = re.compile(r"(?<!^)(?<![.?!] )\b[A-Z][\w'’-]+(?:\s+(?:of\s+|the\s+)?[A-Z][\w'’-]+)*")
@@ -149,13 +154,23 @@ def build_pairs(
     swap_share: float = 0.25,
     skip_questions: int = 0,
     word_swap_share: float = 0.0,
+    context_share: float = 0.0,
 ) -> list[Pair]:
     """Up to ``max_questions`` answerable questions (sampled across articles) with their
     negatives, plus every adversarial unanswerable question of ``articles``; shuffled.
     ``skip_questions`` leaves out the first ones of the same seeded sample, so a continued run
     sees questions the first run did not. ``swap_share`` and ``word_swap_share``: the share of
-    questions that get a name/number near miss and an ordinary-word near miss."""
+    questions that get a name/number near miss and an ordinary-word near miss;
+    ``context_share``: the share of own-paragraph pairs read after the sentence before (drawn
+    from a generator of its own, so the other pairs are those of a run without it)."""
     rng = random.Random(seed)
+    context_rng = random.Random(seed + 1)
+
+    def titled(title: str, text: str, spans: list[tuple[int, int]], index: int) -> str:
+        if index == 0 or not context_share or context_rng.random() >= context_share:
+            return title
+        return with_context(title, text[slice(*spans[index - 1])])
+
     answerable: list[tuple[int, int, int]] = []  # (article, paragraph, qa)
     impossible: list[tuple[int, int, int]] = []
     for ai, article in enumerate(articles):
@@ -181,9 +196,14 @@ def build_pairs(
             continue
         a, b = spans[gold]
         sentence = text[a:b]
+        gold_title = titled(title, text, spans, gold)
         pairs.append(
             Pair(
-                qa.question, title, sentence, (start - a, start - a + len(answer_text)), "positive"
+                qa.question,
+                gold_title,
+                sentence,
+                (start - a, start - a + len(answer_text)),
+                "positive",
             )
         )
         rest = [i for i in range(len(spans)) if i != gold]
@@ -192,7 +212,15 @@ def build_pairs(
             overlap = max(rest, key=lambda i: len(question_words & _words(text[slice(*spans[i])])))
             chosen = {overlap, rng.choice(rest)}
             for i in sorted(chosen):
-                pairs.append(Pair(qa.question, title, text[slice(*spans[i])], None, "paragraph"))
+                pairs.append(
+                    Pair(
+                        qa.question,
+                        titled(title, text, spans, i),
+                        text[slice(*spans[i])],
+                        None,
+                        "paragraph",
+                    )
+                )
         if other is not None:
             _, other_title, other_sentence = search.rows[other]
             pairs.append(Pair(qa.question, other_title, other_sentence, None, "other_article"))
@@ -200,11 +228,11 @@ def build_pairs(
         if rng.random() < swap_share:
             swapped = swap_question(qa.question, sentence, article_text, rng)
             if swapped:
-                pairs.append(Pair(swapped, title, sentence, None, "swapped"))
+                pairs.append(Pair(swapped, gold_title, sentence, None, "swapped"))
         if word_swap_share and rng.random() < word_swap_share:
             swapped = swap_word(qa.question, sentence, article_text, rng)
             if swapped:
-                pairs.append(Pair(swapped, title, sentence, None, "word_swapped"))
+                pairs.append(Pair(swapped, gold_title, sentence, None, "word_swapped"))
     for ai, pi, qi in impossible:
         article = articles[ai]
         paragraph = article.paragraphs[pi]
@@ -218,6 +246,14 @@ def build_pairs(
                 chosen.add(near)
         chosen.add(rng.randrange(len(spans)))
         for i in sorted(chosen):
-            pairs.append(Pair(qa.question, title, text[slice(*spans[i])], None, "adversarial"))
+            pairs.append(
+                Pair(
+                    qa.question,
+                    titled(title, text, spans, i),
+                    text[slice(*spans[i])],
+                    None,
+                    "adversarial",
+                )
+            )
     rng.shuffle(pairs)
     return pairs

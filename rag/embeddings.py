@@ -82,6 +82,15 @@ class Embedder(Embeddings):
         return precision_of(self.backend)
 
     @property
+    def needs_export(self) -> bool:
+        """Whether loading would first export the model to ONNX (with torch)."""
+        from rag.onnx_encoders import is_exported
+
+        return self.backend != "torch" and not is_exported(
+            Path(self.load_path), "embedding", self.backend
+        )
+
+    @property
     def onnx(self) -> Any:
         if self._onnx is None:
             with self._lock:

@@ -107,10 +107,21 @@ class ExportedModel:
 _EXPORT_LOCK = threading.Lock()
 
 
+def _cached_export(source: Path, kind: str) -> ExportedModel:
+    return ExportedModel(cache_root() / "onnx" / f"{kind}-{weights_fingerprint(source)}")
+
+
+def is_exported(source: Path, kind: Literal["embedding", "reader"], backend: str) -> bool:
+    """Whether the cache holds ``source``'s export for ``backend`` (loading it exports
+    nothing, so imports neither torch nor transformers)."""
+    model = _cached_export(source, kind)
+    return model.path(backend).is_file() and (model.folder / "tokenizer.json").is_file()
+
+
 def exported(source: Path, kind: Literal["embedding", "reader"], backend: str) -> ExportedModel:
     """The ONNX export of ``source`` for ``backend``, made now if the cache lacks it."""
-    folder = cache_root() / "onnx" / f"{kind}-{weights_fingerprint(source)}"
-    model = ExportedModel(folder)
+    model = _cached_export(source, kind)
+    folder = model.folder
     with _EXPORT_LOCK:
         if not model.path("onnx").is_file() or not (folder / "tokenizer.json").is_file():
             _export(source, kind, folder)
@@ -201,6 +212,12 @@ def _quantize(fp32: Path, int8: Path) -> None:
     finally:
         root.setLevel(level)
     temporary.replace(int8)
+
+
+def import_runtime() -> None:
+    """Import what an ``OnnxEncoder`` needs (ONNX Runtime, tokenizers) now, on this thread."""
+    import onnxruntime  # noqa: F401
+    import tokenizers  # noqa: F401
 
 
 class OnnxEncoder:

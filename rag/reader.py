@@ -114,6 +114,13 @@ class Reader:
         self._calibration: Calibration | None = None
         self._lock = threading.Lock()
 
+    @property
+    def needs_export(self) -> bool:
+        """Whether loading would first export the model to ONNX (with torch)."""
+        from rag.onnx_encoders import is_exported
+
+        return self.backend != "torch" and not is_exported(self.folder, "reader", self.backend)
+
     def _load(self) -> None:
         if self._model is not None or self._onnx is not None:
             return

@@ -54,12 +54,16 @@ def test_export_is_made_once_into_the_cache(tmp_path: Path, monkeypatch) -> None
     from rag.embeddings import packaged_model_dir
 
     monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path / "cache"))
+    assert Embedder(backend="onnx").needs_export and Reader(backend="onnx").needs_export
+    assert not Embedder(backend="torch").needs_export
     model = exported(packaged_model_dir(), "embedding", "onnx")
+    assert not Embedder(backend="onnx").needs_export and Embedder(backend="onnx-int8").needs_export
     assert model.folder.is_relative_to(tmp_path / "cache")
     stamp = model.path("onnx").stat().st_mtime_ns
     again = exported(packaged_model_dir(), "embedding", "onnx-int8")
     assert again.folder == model.folder and model.path("onnx").stat().st_mtime_ns == stamp
     assert again.path("onnx-int8").stat().st_size < model.path("onnx").stat().st_size / 3
+    assert not Embedder(backend="onnx-int8").needs_export
 
 
 def test_a_fresh_copy_of_the_same_weights_finds_its_export(tmp_path: Path, monkeypatch) -> None:
@@ -100,13 +104,21 @@ def test_an_index_is_queried_only_in_its_own_precision(tmp_path: Path) -> None:
 def test_query_path_never_imports_torch(seed_index: Settings) -> None:
     exported(READER_DIR, "reader", "onnx")  # made by an earlier run; here it must exist
     code = (
-        "import sys\n"
+        "import sys, threading\n"
         "from rag.answer import RAG\n"
+        "from rag.retrieval import HybridSearcher\n"
+        "threads = []\n"
+        "bm25 = HybridSearcher.bm25\n"
+        "def spy(self):\n"
+        "    threads.append(threading.current_thread().name)\n"
+        "    return bm25(self)\n"
+        "HybridSearcher.bm25 = spy\n"
         'answer = RAG().ask("What share of Russia\'s microelectronics came from China?")\n'
         "assert '90%' in answer.answer, answer.answer\n"
         "heavy = [m for m in ('torch', 'transformers', 'sentence_transformers') "
         "if m in sys.modules]\n"
-        "print('heavy:', heavy, 'load_s:', answer.timings.load_s)\n"
+        "print('heavy:', heavy, 'first keyword index load on:', threads[0])\n"
+        "print('load_s:', answer.timings.load_s)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
@@ -117,5 +129,7 @@ def test_query_path_never_imports_torch(seed_index: Settings) -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "heavy: []" in result.stdout
+    # the store opened beside the encoders' loading, not after it (RAG.load)
+    assert "first keyword index load on: rag-load" in result.stdout
     load_s = float(result.stdout.split("load_s:")[1])
     assert load_s > 0  # the first question reports its loading apart from retrieval

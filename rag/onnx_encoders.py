@@ -125,6 +125,7 @@ def exported(source: Path, kind: Literal["embedding", "reader"], backend: str) -
     with _EXPORT_LOCK:
         if not model.path("onnx").is_file() or not (folder / "tokenizer.json").is_file():
             _export(source, kind, folder)
+            _prune_superseded(folder)
         if backend == "onnx-int8" and not model.path(backend).is_file():
             _quantize(model.path("onnx"), model.path(backend))
     return model
@@ -182,7 +183,7 @@ def _export(source: Path, kind: str, folder: Path) -> None:
                 )
             tokenizer.backend_tokenizer.save(str(work / "tokenizer.json"))
             (work / "export.json").write_text(
-                json.dumps({"source": str(source), "kind": kind, "format": EXPORT_FORMAT})
+                json.dumps({"source": str(source.resolve()), "kind": kind, "format": EXPORT_FORMAT})
             )
             if folder.exists():
                 shutil.rmtree(folder)
@@ -196,6 +197,29 @@ def _export(source: Path, kind: str, folder: Path) -> None:
             f"cannot export {source} to ONNX ({type(error).__name__}: {str(error)[:200]}); "
             "set RAG_ENCODER_BACKEND=torch to run it with PyTorch"
         ) from None
+
+
+def _prune_superseded(current: Path) -> None:
+    """Remove the exports that ``current`` replaces: earlier weights of the same model folder
+    (retrained or updated), and exports whose model folder is gone. Best effort; a process
+    still running an old export keeps its loaded session."""
+    try:
+        source = json.loads((current / "export.json").read_text())["source"]
+    except (OSError, ValueError, KeyError):
+        return
+    for folder in current.parent.glob(f"{current.name.split('-')[0]}-*"):
+        if folder == current or "." in folder.name or not folder.is_dir():
+            continue  # "." marks an export still being written
+        try:
+            other = Path(json.loads((folder / "export.json").read_text())["source"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if str(other) == source or (other.is_absolute() and not other.is_dir()):
+            shutil.rmtree(folder, ignore_errors=True)
+    known = _known_digests()
+    kept = {key: value for key, value in known.items() if Path(key.split("|")[0]).exists()}
+    if len(kept) < len(known):
+        _remember_digests(kept)
 
 
 def _quantize(fp32: Path, int8: Path) -> None:

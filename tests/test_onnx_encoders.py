@@ -85,6 +85,37 @@ def test_a_fresh_copy_of_the_same_weights_finds_its_export(tmp_path: Path, monke
     assert weights_fingerprint(copy) != original
 
 
+def test_a_new_export_removes_the_ones_it_supersedes(tmp_path: Path, monkeypatch) -> None:
+    """Retrained weights in the same folder replace the old export; an export whose model
+    folder is gone goes too; other models' exports stay."""
+    import shutil
+
+    monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path / "cache"))
+    copies = []
+    for name in ("reader", "other", "gone"):
+        copy = tmp_path / name
+        shutil.copytree(READER_DIR, copy)
+        copies.append(copy)
+    reader, other, gone = copies
+    first = exported(reader, "reader", "onnx").folder
+    kept = exported(other, "reader", "onnx").folder
+    orphan = exported(gone, "reader", "onnx").folder
+    assert first == kept == orphan  # the same weights share one export
+    (other / "config.json").write_text((other / "config.json").read_text() + "\n")
+    kept = exported(other, "reader", "onnx").folder
+    (gone / "config.json").write_text((gone / "config.json").read_text() + "\n\n")
+    orphan = exported(gone, "reader", "onnx").folder
+    shutil.rmtree(gone)
+    assert len({first, kept, orphan}) == 3 and orphan.is_dir()
+    (reader / "config.json").write_text((reader / "config.json").read_text() + " ")
+    retrained = exported(reader, "reader", "onnx").folder
+    assert retrained.is_dir() and kept.is_dir()  # another model folder's export stays
+    # the same folder's earlier export is gone, and so is the one whose folder was deleted
+    assert not first.exists() and not orphan.exists()
+    digests = (tmp_path / "cache" / "onnx" / "digests.json").read_text()
+    assert str(gone) not in digests and str(other) in digests
+
+
 def test_an_index_is_queried_only_in_its_own_precision(tmp_path: Path) -> None:
     from rag.answer import RAG
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -39,6 +38,7 @@ from rag.answer.condense import (
     is_follow_up,
     text_of,
 )
+from rag.answer.loading import Loader
 from rag.answer.models import Answer, Candidate, StreamEvent
 from rag.answer.prompt import ANSWER_PROMPT, numbered_context
 from rag.answer.state import Turn, turn_of
@@ -47,7 +47,6 @@ from rag.answer.verify import Verifier, list_end
 from rag.config import RagError, Settings, load_settings
 from rag.embeddings import get_embedder
 from rag.llm import LLMSpec, LLMUnavailableError, endpoint, load_chat_model, parse_spec
-from rag.onnx_encoders import import_runtime
 from rag.reader import READER_DIR, Reader, get_reader
 from rag.retrieval import HybridRetriever, HybridSearcher, RetrievedChunk
 
@@ -101,62 +100,14 @@ class RAG:
         else:
             self.default_spec = parse_spec(self.settings.llm)
         self._chain: Runnable | None = None
-        self._loaded: set[str] = set()
-        self._load_lock = threading.Lock()
+        self.loader = Loader(self.embedder, self.reader, self.searcher)
 
     def load(self, spec: LLMSpec | None = None) -> float:
         """Load what answering needs now rather than on the first question: the embedding
         model, the reader, the keyword index, and ``spec``'s chat model weights when they are
         local. Returns the seconds spent (0.0 when all was loaded already)."""
         spec = spec or self.default_spec
-        began = time.perf_counter()
-        with self._load_lock:
-            if self._can_overlap_loading():
-                # The store (importing chromadb, opening it, reading the keyword index) loads
-                # on a thread while this one starts the ONNX Runtime sessions, which run mostly
-                # outside the GIL: a cold start takes the longer of the two, not their sum.
-                # What the sessions import is imported first, here: two threads importing one
-                # module at once can see it half-initialised.
-                import_runtime()
-                with ThreadPoolExecutor(1, "rag-load") as pool:
-                    keyword_index = pool.submit(self._load_keyword_index)
-                    self._load_encoders()
-                    keyword_index.result()
-            else:
-                self._load_encoders()
-                self._load_keyword_index()
-            if spec.label not in self._loaded:
-                model = self.model_for(spec)
-                _ = getattr(model, "llama", None)  # llama.cpp weights load on first access
-                self._loaded.add(spec.label)
-        return time.perf_counter() - began
-
-    def _can_overlap_loading(self) -> bool:
-        """Both loads still to do, and the encoders on ONNX Runtime with their exports made
-        (loading them then imports nothing more; exporting imports torch)."""
-        return (
-            "encoders" not in self._loaded
-            and "keyword index" not in self._loaded
-            and self.embedder.backend != "torch"
-            and self.reader.backend != "torch"
-            and not self.embedder.needs_export
-            and not self.reader.needs_export
-        )
-
-    def _load_encoders(self) -> None:
-        if "encoders" not in self._loaded:
-            self.embedder.encode_query("load")
-            self.reader.score("load", [("", "Load.")])
-            self._loaded.add("encoders")
-
-    def _load_keyword_index(self) -> None:
-        if "keyword index" in self._loaded:
-            return
-        try:
-            self.searcher.bm25()
-            self._loaded.add("keyword index")
-        except RagError:  # a store that is down: the search reports it
-            pass
+        return self.loader.load(spec.label, lambda: self.model_for(spec))
 
     def model_for(self, spec: LLMSpec) -> BaseChatModel | None:
         """The chat model that answers for ``spec`` (None: extractive, no LLM)."""

@@ -112,7 +112,6 @@ class Reader:
         self._onnx = None
         self._tokenizer = None
         self._calibration: Calibration | None = None
-        self._counter: Any = None  # the tokenizer without truncation, to count tokens
         self._lock = threading.Lock()
 
     @property
@@ -136,7 +135,6 @@ class Reader:
 
                 try:
                     model = exported(self.folder, "reader", self.backend)
-                    self._counter = _counting_tokenizer(model.folder / "tokenizer.json")
                     self._onnx = OnnxEncoder(model, self.backend, MAX_LENGTH, self.threads)
                 except RagError as error:
                     raise ReaderError(
@@ -160,33 +158,8 @@ class Reader:
                     f"({type(error).__name__}: {str(error)[:160]}): {RESTORE_HINT}"
                 ) from None
             model.eval()
-            self._counter = _counting_tokenizer(self.folder / "tokenizer.json")
             self._tokenizer = tokenizer
             self._model = model
-
-    def fit_context(self, question: str, title: str, before: str, sentence: str) -> str:
-        """``with_context(title, before)``, with words dropped from the start of ``before``
-        until question, title, before and sentence fit the reader's input: the sentence read
-        is never cut short to make room for its context (inputs that fit are unchanged)."""
-        before = " ".join(before.split())
-        if not before:
-            return title
-        self._load()
-
-        def count(text: str) -> Any:
-            return self._counter.encode(text, add_special_tokens=False)
-
-        used = len(count(question).ids) + len(count(reader_text(title, sentence)[0]).ids)
-        budget = MAX_LENGTH - 3 - used - len(count(TITLE_SEPARATOR).ids)  # [CLS] [SEP] [SEP]
-        pieces = count(before).offsets
-        if len(pieces) <= budget:
-            return with_context(title, before)
-        if budget <= 0:
-            return title
-        cut = pieces[len(pieces) - budget][0]
-        while cut < len(before) and not before[cut - 1].isspace():
-            cut += 1  # start at a whole word
-        return with_context(title, before[cut:])
 
     @property
     def calibration(self) -> Calibration:
@@ -261,16 +234,6 @@ class Reader:
             mappings,
             sequence_ids,
         )
-
-
-def _counting_tokenizer(path: Path) -> Any:
-    """The reader's tokenizer for counting tokens: no truncation or padding."""
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_file(str(path))
-    tokenizer.no_truncation()
-    tokenizer.no_padding()
-    return tokenizer
 
 
 @functools.cache

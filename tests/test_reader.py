@@ -131,33 +131,3 @@ def test_context_joins_title_and_sentence_before() -> None:
     assert with_context("Web browser", "  It was\nnew. ") == "Web browser | It was new."
     assert with_context("", "It was new.") == "It was new."
     assert with_context("Web browser", " ") == "Web browser"
-
-
-def test_context_never_cuts_the_sentence_read(reader: Reader) -> None:
-    """A long sentence before is cut from its start to fit the input, the sentence judged
-    stays whole; a context that fits is kept as is."""
-    question = "When did Tim Berners-Lee finish the first web browser?"
-    sentence = "He finished it in December 1990, " + "and it ran on a NeXT computer, " * 8 + "."
-    short = "Tim Berners-Lee wrote WorldWideWeb at CERN."
-    assert reader.fit_context(question, BROWSER, short, sentence) == with_context(BROWSER, short)
-    long_before = "Much happened at CERN that year, " * 30 + "and Tim Berners-Lee wrote it."
-    title = reader.fit_context(question, BROWSER, long_before, sentence)
-    kept = title.removeprefix(BROWSER + " | ")
-    assert kept and long_before.endswith(kept) and len(kept) < len(long_before)
-    assert kept.split()[0] in long_before.split()  # cut between words
-    from tokenizers import Tokenizer
-
-    from rag.onnx_encoders import exported
-    from rag.reader import reader_text
-
-    export = exported(READER_DIR, "reader", "onnx")
-    tokenizer = Tokenizer.from_file(str(export.folder / "tokenizer.json"))
-    tokenizer.enable_truncation(MAX_LENGTH, strategy="longest_first")  # as the reader reads
-    text, _ = reader_text(title, sentence)
-    encoding = tokenizer.encode(question, text)
-    assert len(encoding.ids) <= MAX_LENGTH
-    last = max(i for i, segment in enumerate(encoding.sequence_ids) if segment == 1)
-    assert encoding.offsets[last][1] == len(text)  # the sentence's end was read
-    # no room at all for context: the title alone
-    huge = "He finished it in December 1990 " * 40
-    assert reader.fit_context(question, BROWSER, short, huge) == BROWSER

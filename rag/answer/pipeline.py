@@ -47,7 +47,7 @@ from rag.answer.verify import Verifier, list_end
 from rag.config import RagError, Settings, load_settings
 from rag.embeddings import get_embedder
 from rag.llm import LLMSpec, LLMUnavailableError, endpoint, load_chat_model, parse_spec
-from rag.reader import READER_DIR, Reader, get_reader
+from rag.reader import READER_DIR, Reader, get_reader, with_context
 from rag.retrieval import HybridRetriever, HybridSearcher, RetrievedChunk
 
 # Sentences the reader scores per question (the best by embedding similarity to it), and the
@@ -368,11 +368,9 @@ class RAG:
             spans = self.verifier.chunk_sentences(chunk).spans
             before = [(a, b) for a, b in spans if b <= candidate.start]
             title = chunk.title
-            sentence = chunk.text[candidate.start : candidate.end]
             if before:
-                previous = chunk.text[before[-1][0] : before[-1][1]]
-                title = self.reader.fit_context(question, title, previous, sentence)
-            candidates.append((title, sentence))
+                title = with_context(title, chunk.text[before[-1][0] : before[-1][1]])
+            candidates.append((title, chunk.text[candidate.start : candidate.end]))
         scores = self.reader.score(question, candidates)
         return max((score.score for score in scores), default=float("-inf"))
 

@@ -3,7 +3,10 @@
 The weights come from the installed packages (never a download): on first use each model is
 exported from its local folder with ``torch.onnx.export`` into a cache folder
 (``RAG_CACHE_DIR``, default ``~/.cache/rag-offline``), and for ``onnx-int8`` quantized with
-ONNX Runtime's dynamic per-channel int8 quantization. After that a process runs the model with
+ONNX Runtime's dynamic per-channel int8 quantization. The exported graph is fused with ONNX
+Runtime's BERT optimizer (one Attention, EmbedLayerNormalization and SkipLayerNormalization op
+per block instead of dozens of small ones): the same outputs to float rounding, 1.4x faster in
+fp32 and 1.7x in int8 on these 2 cores (benchmarks/). After that a process runs the model with
 ``onnxruntime`` and the ``tokenizers`` library alone: the query path never imports torch,
 transformers or sentence-transformers, which is most of a cold start.
 
@@ -31,7 +34,7 @@ from rag.config import RagError
 
 Backend = Literal["torch", "onnx", "onnx-int8"]
 BACKENDS: tuple[str, ...] = ("torch", "onnx", "onnx-int8")
-EXPORT_FORMAT = "1"
+EXPORT_FORMAT = "2"  # 2: fused graph (int8 vectors differ from format 1 ones)
 OPSET = 17
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -44,10 +47,13 @@ def cache_root() -> Path:
     return Path(os.environ.get("RAG_CACHE_DIR") or "~/.cache/rag-offline").expanduser()
 
 
+INT8 = "int8-fused"  # earlier exports' unfused int8 ("int8") gives vectors 0.996 cosine apart
+
+
 def precision_of(backend: str) -> str:
     """The numeric precision a backend's vectors have ("fp32" for torch and onnx alike: their
-    vectors agree to float rounding; "int8" for the quantized one)."""
-    return "int8" if backend == "onnx-int8" else "fp32"
+    vectors agree to float rounding; ``INT8`` for the quantized one)."""
+    return INT8 if backend == "onnx-int8" else "fp32"
 
 
 def weights_fingerprint(folder: Path) -> str:
@@ -133,7 +139,8 @@ def exported(source: Path, kind: Literal["embedding", "reader"], backend: str) -
 
 def _export(source: Path, kind: str, folder: Path) -> None:
     """torch.onnx.export of the encoder (embedding: last hidden state; reader: start and end
-    logits), written atomically next to the tokenizer."""
+    logits) with eager attention (the pattern ONNX Runtime's optimizer fuses), fused, and
+    written atomically next to the tokenizer."""
     try:
         import torch
         from transformers import AutoModel, AutoModelForQuestionAnswering, AutoTokenizer
@@ -141,11 +148,16 @@ def _export(source: Path, kind: str, folder: Path) -> None:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
         if kind == "reader":
             model = AutoModelForQuestionAnswering.from_pretrained(
-                source, local_files_only=True, torch_dtype=torch.float32
+                source,
+                local_files_only=True,
+                torch_dtype=torch.float32,
+                attn_implementation="eager",
             )
             outputs = ["start_logits", "end_logits"]
         else:
-            model = AutoModel.from_pretrained(source, local_files_only=True)
+            model = AutoModel.from_pretrained(
+                source, local_files_only=True, attn_implementation="eager"
+            )
             outputs = ["last_hidden_state"]
         model = model.float().eval()
 
@@ -174,13 +186,15 @@ def _export(source: Path, kind: str, folder: Path) -> None:
                 torch.onnx.export(
                     Encoder(model),
                     tuple(sample[name] for name in INPUTS),
-                    str(work / "model.onnx"),
+                    str(work / "traced.onnx"),
                     input_names=list(INPUTS),
                     output_names=outputs,
                     dynamic_axes=axes,
                     opset_version=OPSET,
                     dynamo=False,
                 )
+            _fuse(work / "traced.onnx", work / "model.onnx", model.config)
+            (work / "traced.onnx").unlink()
             tokenizer.backend_tokenizer.save(str(work / "tokenizer.json"))
             (work / "export.json").write_text(
                 json.dumps({"source": str(source.resolve()), "kind": kind, "format": EXPORT_FORMAT})
@@ -197,6 +211,33 @@ def _export(source: Path, kind: str, folder: Path) -> None:
             f"cannot export {source} to ONNX ({type(error).__name__}: {str(error)[:200]}); "
             "set RAG_ENCODER_BACKEND=torch to run it with PyTorch"
         ) from None
+
+
+def _fuse(traced: Path, fused: Path, config: Any) -> None:
+    """ONNX Runtime's BERT graph fusion. Every block must fuse: a partly fused graph would run,
+    but its int8 vectors would not be the ones the precision tag promises."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        model = optimize_model(
+            str(traced),
+            model_type="bert",
+            num_heads=config.num_attention_heads,
+            hidden_size=config.hidden_size,
+        )
+    finally:
+        root.setLevel(level)
+    fused_blocks = model.get_fused_operator_statistics().get("Attention", 0)
+    if fused_blocks != config.num_hidden_layers:
+        raise EncoderExportError(
+            f"ONNX Runtime fused {fused_blocks} of {config.num_hidden_layers} attention blocks "
+            "(an onnxruntime version this export does not know?); set RAG_ENCODER_BACKEND=torch "
+            "to run the model with PyTorch"
+        )
+    model.save_model_to_file(str(fused))
 
 
 def _prune_superseded(current: Path) -> None:
@@ -232,7 +273,13 @@ def _quantize(fp32: Path, int8: Path) -> None:
     level = root.level
     root.setLevel(logging.ERROR)  # its advice to pre-process applies to vision models
     try:
-        quantize_dynamic(str(fp32), str(temporary), weight_type=QuantType.QInt8, per_channel=True)
+        quantize_dynamic(
+            str(fp32),
+            str(temporary),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            extra_options={"DefaultTensorType": 1},  # FLOAT: fused ops' outputs carry no type
+        )
     finally:
         root.setLevel(level)
     temporary.replace(int8)

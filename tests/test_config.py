@@ -19,7 +19,7 @@ def test_defaults() -> None:
     assert settings.collection == "documents"
     assert settings.chroma_url is None and settings.store_mode == "embedded"
     assert settings.embedding_model == "packaged"
-    assert settings.embedding_batch_size == 32
+    assert settings.embedding_batch_size == 4
     assert (settings.chunk_size, settings.chunk_overlap) == (1000, 150)
     assert settings.llm == "extractive"
     assert settings.host == "127.0.0.1"

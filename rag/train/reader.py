@@ -144,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     data_file = args.work / (
         f"data-{args.skip_questions}-{args.questions}-{args.seed}"
         f"-{args.swap_share}-{args.word_swap_share}"
-        + (f"-c{args.context_share}-{args.max_length}" if args.context_share else "")
+        + (f"-c{args.context_share}" if args.context_share else "")
+        + (f"-t{args.max_length}" if args.max_length != TRAIN_MAX_LENGTH else "")
         + ".pt"
     )
     if data_file.exists():

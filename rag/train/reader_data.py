@@ -171,6 +171,12 @@ def build_pairs(
             return title
         return with_context(title, text[slice(*spans[index - 1])])
 
+    def negative(question: str, title: str, text: str, spans: list, index: int, kind: str) -> Pair:
+        """Sentence ``index`` of ``text`` as a negative for ``question``."""
+        return Pair(
+            question, titled(title, text, spans, index), text[slice(*spans[index])], None, kind
+        )
+
     answerable: list[tuple[int, int, int]] = []  # (article, paragraph, qa)
     impossible: list[tuple[int, int, int]] = []
     for ai, article in enumerate(articles):
@@ -212,15 +218,7 @@ def build_pairs(
             overlap = max(rest, key=lambda i: len(question_words & _words(text[slice(*spans[i])])))
             chosen = {overlap, rng.choice(rest)}
             for i in sorted(chosen):
-                pairs.append(
-                    Pair(
-                        qa.question,
-                        titled(title, text, spans, i),
-                        text[slice(*spans[i])],
-                        None,
-                        "paragraph",
-                    )
-                )
+                pairs.append(negative(qa.question, title, text, spans, i, "paragraph"))
         if other is not None:
             _, other_title, other_sentence = search.rows[other]
             pairs.append(Pair(qa.question, other_title, other_sentence, None, "other_article"))
@@ -246,14 +244,6 @@ def build_pairs(
                 chosen.add(near)
         chosen.add(rng.randrange(len(spans)))
         for i in sorted(chosen):
-            pairs.append(
-                Pair(
-                    qa.question,
-                    titled(title, text, spans, i),
-                    text[slice(*spans[i])],
-                    None,
-                    "adversarial",
-                )
-            )
+            pairs.append(negative(qa.question, title, text, spans, i, "adversarial"))
     rng.shuffle(pairs)
     return pairs

@@ -85,18 +85,18 @@ RAG := $(VENV)/bin/rag
 eval-gate: heldout
 	$(RAG) ingest seeds --index $(GATE)/seed >/dev/null
 	$(RAG) eval evals/seed.yaml --index $(GATE)/seed --json $(GATE)/seed.json \
-	  --fail-under answer_accuracy=0.93,refusal_accuracy=0.4,citation_accuracy=0.93 \
-	  --fail-over false_refusal_rate=0.07,uncited_sentence_rate=0
+	  --fail-under answer_accuracy=0.89,refusal_accuracy=0.4,citation_accuracy=0.93 \
+	  --fail-over false_refusal_rate=0.11,uncited_sentence_rate=0
 	$(RAG) ingest evals/corpora/handbook --index $(GATE)/handbook >/dev/null
 	$(RAG) eval evals/handbook.yaml --index $(GATE)/handbook --json $(GATE)/handbook.json \
-	  --fail-under answer_accuracy=0.66,refusal_accuracy=0.35,citation_accuracy=0.82 \
-	  --fail-over false_refusal_rate=0.1,uncited_sentence_rate=0
+	  --fail-under answer_accuracy=0.66,refusal_accuracy=0.35,citation_accuracy=0.84 \
+	  --fail-over false_refusal_rate=0.14,uncited_sentence_rate=0
 	$(RAG) ingest build/heldout/test/corpus --index $(GATE)/heldout >/dev/null
 	$(RAG) eval build/heldout/test/answerable.yaml --index $(GATE)/heldout \
-	  --json $(GATE)/answerable.json --fail-under answer_accuracy=0.77,citation_accuracy=0.78 \
+	  --json $(GATE)/answerable.json --fail-under answer_accuracy=0.81,citation_accuracy=0.80 \
 	  --fail-over false_refusal_rate=0.06,uncited_sentence_rate=0
 	$(RAG) eval build/heldout/test/adversarial.yaml --index $(GATE)/heldout \
-	  --json $(GATE)/adversarial.json --fail-under refusal_accuracy=0.25
+	  --json $(GATE)/adversarial.json --fail-under refusal_accuracy=0.28
 	$(RAG) eval build/heldout/test/outside.yaml --index $(GATE)/heldout \
 	  --json $(GATE)/outside.json --fail-under refusal_accuracy=0.83
 

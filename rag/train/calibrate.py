@@ -131,16 +131,30 @@ def _features(rows: list[dict]) -> np.ndarray:
     return np.array([[max(r["context"], -1e4), r["dense"]] for r in rows])
 
 
-def choose(records: dict[str, list[dict]]) -> dict:
+def fit_answerability(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float]:
+    """Weights and bias (on the raw features) of a logistic regression of "answerable".
+
+    The features are standardised for the fit: the reader's score spans tens of units and the
+    cosine less than one, so an L2 penalty on raw weights would shrink the cosine's weight far
+    more than the reader's (on the 1,160 validation questions, 5-fold cross-validation at the
+    5 % budget: 0.386 of near misses and 0.929 of out-of-corpus questions refused, against
+    0.346 and 0.915 fitted on raw features)."""
     from sklearn.linear_model import LogisticRegression
 
+    mean, scale = features.mean(axis=0), features.std(axis=0)
+    scale[scale == 0] = 1.0
+    model = LogisticRegression(C=1.0, class_weight="balanced")
+    model.fit((features - mean) / scale, labels)
+    weights = model.coef_[0] / scale
+    return weights, float(model.intercept_[0] - weights @ mean)
+
+
+def choose(records: dict[str, list[dict]]) -> dict:
     rows = records["answerable"] + records["adversarial"] + records["outside"]
     labels = np.array(
         [1] * len(records["answerable"]) + [0] * (len(rows) - len(records["answerable"]))
     )
-    features = _features(rows)
-    model = LogisticRegression(C=1.0, class_weight="balanced").fit(features, labels)
-    (reader_weight, dense_weight), bias = model.coef_[0], model.intercept_[0]
+    (reader_weight, dense_weight), bias = fit_answerability(_features(rows), labels)
 
     def logit(name: str) -> np.ndarray:
         f = _features(records[name])

@@ -89,7 +89,7 @@ eval-gate: heldout
 	  --fail-over false_refusal_rate=0.11,uncited_sentence_rate=0
 	$(RAG) ingest evals/corpora/handbook --index $(GATE)/handbook >/dev/null
 	$(RAG) eval evals/handbook.yaml --index $(GATE)/handbook --json $(GATE)/handbook.json \
-	  --fail-under answer_accuracy=0.66,refusal_accuracy=0.35,citation_accuracy=0.84 \
+	  --fail-under answer_accuracy=0.66,refusal_accuracy=0.28,citation_accuracy=0.84 \
 	  --fail-over false_refusal_rate=0.14,uncited_sentence_rate=0
 	$(RAG) ingest build/heldout/test/corpus --index $(GATE)/heldout >/dev/null
 	$(RAG) eval build/heldout/test/answerable.yaml --index $(GATE)/heldout \
@@ -98,7 +98,7 @@ eval-gate: heldout
 	$(RAG) eval build/heldout/test/adversarial.yaml --index $(GATE)/heldout \
 	  --json $(GATE)/adversarial.json --fail-under refusal_accuracy=0.28
 	$(RAG) eval build/heldout/test/outside.yaml --index $(GATE)/heldout \
-	  --json $(GATE)/outside.json --fail-under refusal_accuracy=0.83
+	  --json $(GATE)/outside.json --fail-under refusal_accuracy=0.88
 
 clean:
 	rm -rf $(VENV) index/* data reports .pytest_cache .ruff_cache

@@ -56,9 +56,13 @@ bench-quick: install
 # validation articles. About 110 minutes on 2 cores.
 READER_STAGE1 ?= 24000
 READER_QUESTIONS ?= 40000
+# cuda on a GPU machine (bf16 autocast); the shipped model was trained on cpu.
+READER_DEVICE ?= cpu
 train-reader: install
-	$(PY) -m rag.train.reader --questions $(READER_STAGE1) --work build/reader --out build/reader/stage1
-	$(PY) -m rag.train.reader --init build/reader/stage1 --skip-questions $(READER_STAGE1) \
+	$(PY) -m rag.train.reader --device $(READER_DEVICE) --questions $(READER_STAGE1) \
+	  --work build/reader --out build/reader/stage1
+	$(PY) -m rag.train.reader --device $(READER_DEVICE) --init build/reader/stage1 \
+	  --skip-questions $(READER_STAGE1) \
 	  --questions $(READER_QUESTIONS) --lr 4e-5 --work build/reader2 --out rag/models/reader
 	$(PY) -m rag.train.calibrate --reader rag/models/reader
 

@@ -93,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=0.06)
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="torch device to train on: cpu (default), or cuda (bf16 autocast, for a GPU machine)",
+    )
     parser.add_argument("--max-steps", type=int, default=0, help="stop early (0: no limit)")
     parser.add_argument("--checkpoint-every", type=int, default=200)
     parser.add_argument("--work", type=Path, default=Path("build/reader"))
@@ -132,6 +137,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from rag.embeddings import packaged_model_dir
 
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        print(f"error: --device {args.device!r} is not a torch device", file=sys.stderr)
+        return 2
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("error: --device cuda, but torch sees no CUDA device", file=sys.stderr)
+        return 2
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
@@ -175,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         total = min(total, args.max_steps)
     start = args.init or base
     model = BertForQuestionAnswering.from_pretrained(start, local_files_only=True)
-    model.float()
+    model.float().to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     warmup = max(1, int(total * args.warmup))
 
@@ -186,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = args.work / "checkpoint.pt"
     step = 0
     if checkpoint.exists():
-        state = torch.load(checkpoint, weights_only=False)
+        state = torch.load(checkpoint, weights_only=False, map_location=device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -219,14 +232,16 @@ def main(argv: list[str] | None = None) -> int:
         batch = collate(
             [rows[i] for i in order[step * args.batch_size : (step + 1) * args.batch_size]]
         )
-        loss = model(**batch).loss
+        batch = {name: tensor.to(device) for name, tensor in batch.items()}
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            loss = model(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad()
         step += 1
-        loss_sum, seen = loss_sum + float(loss), seen + 1
+        loss_sum, seen = loss_sum + loss.detach().item(), seen + 1
         if step % 50 == 0:
             rate = seen * args.batch_size / (time.time() - began)
             print(f"step {step}/{total} loss {loss_sum / seen:.4f} {rate:.1f} pairs/s", flush=True)
@@ -272,7 +287,7 @@ def export(model, tokenizer, folder: Path, args, step: int, total: int, kinds, p
     import torch
 
     folder.mkdir(parents=True, exist_ok=True)
-    half = copy.deepcopy(model).to(torch.float16)
+    half = copy.deepcopy(model).to("cpu", torch.float16)
     half.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     info_path = folder / "reader.json"

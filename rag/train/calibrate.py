@@ -140,13 +140,13 @@ def fit_answerability(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndar
     5 % budget: 0.386 of near misses and 0.929 of out-of-corpus questions refused, against
     0.346 and 0.915 fitted on raw features)."""
     from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
 
-    mean, scale = features.mean(axis=0), features.std(axis=0)
-    scale[scale == 0] = 1.0
+    scaler = StandardScaler().fit(features)
     model = LogisticRegression(C=1.0, class_weight="balanced")
-    model.fit((features - mean) / scale, labels)
-    weights = model.coef_[0] / scale
-    return weights, float(model.intercept_[0] - weights @ mean)
+    model.fit(scaler.transform(features), labels)
+    weights = model.coef_[0] / scaler.scale_
+    return weights, float(model.intercept_[0] - weights @ scaler.mean_)
 
 
 def choose(records: dict[str, list[dict]]) -> dict:

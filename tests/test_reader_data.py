@@ -78,3 +78,31 @@ def test_context_share_reads_own_paragraph_pairs_after_the_sentence_before() -> 
         assert title == before.title and previous.strip()
         changed += 1
     assert changed > len(plain) / 3
+
+
+@pytest.mark.slow
+def test_same_article_negatives_come_from_other_paragraphs_and_lack_the_answer() -> None:
+    from collections import Counter
+
+    articles = split_articles(load_articles()).train[:20]
+    plain = build_pairs(articles, 200)
+    with_same = build_pairs(articles, 200, same_article_share=1.0)
+    # every other pair is unchanged (the new negatives are drawn by a generator of their own)
+    key = lambda p: (p.question, p.title, p.sentence, p.answer, p.kind)  # noqa: E731
+    assert Counter(map(key, plain)) == Counter(
+        key(p) for p in with_same if p.kind != "same_article"
+    )
+    near = [p for p in with_same if p.kind == "same_article"]
+    assert len(near) > 100
+    for pair in near:
+        assert pair.answer is None
+        article = next(a for a in articles if a.display_title == pair.title)
+        question = next(
+            (qa, paragraph)
+            for paragraph in article.paragraphs
+            for qa in paragraph.qas
+            if qa.question == pair.question and not qa.impossible
+        )
+        qa, paragraph = question
+        assert pair.sentence not in paragraph.context  # another paragraph of the article
+        assert qa.answers[0][0].lower() not in pair.sentence.lower()

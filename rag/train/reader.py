@@ -127,6 +127,12 @@ def main(argv: list[str] | None = None) -> int:
         help="own-paragraph pairs read after the sentence before (as answering's re-read)",
     )
     parser.add_argument(
+        "--same-article-share",
+        type=float,
+        default=0.0,
+        help="questions given a negative from another paragraph of their own article",
+    )
+    parser.add_argument(
         "--max-length", type=int, default=TRAIN_MAX_LENGTH, help="tokens per training input"
     )
     args = parser.parse_args(argv)
@@ -158,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         f"data-{args.skip_questions}-{args.questions}-{args.seed}"
         f"-{args.swap_share}-{args.word_swap_share}"
         + (f"-c{args.context_share}" if args.context_share else "")
+        + (f"-a{args.same_article_share}" if args.same_article_share else "")
         + (f"-t{args.max_length}" if args.max_length != TRAIN_MAX_LENGTH else "")
         + ".pt"
     )
@@ -174,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             swap_share=args.swap_share,
             word_swap_share=args.word_swap_share,
             context_share=args.context_share,
+            same_article_share=args.same_article_share,
         )
         rows = encode_pairs(tokenizer, pairs, args.max_length)
         kinds: dict[str, int] = {}
@@ -308,6 +316,7 @@ def export(model, tokenizer, folder: Path, args, step: int, total: int, kinds, p
         "swap_share": args.swap_share,
         "word_swap_share": args.word_swap_share,
         "context_share": args.context_share,
+        "same_article_share": args.same_article_share,
         "seed": args.seed,
         "max_length": args.max_length,
         "inference_max_length": MAX_LENGTH,

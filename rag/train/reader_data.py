@@ -8,6 +8,9 @@ articles:
   question, and a random one): the near misses a retriever brings back;
 - a hard negative from another article, the best BM25 match for the question there: what the
   reader sees when the question's own article is not indexed;
+- with ``same_article_share``, for that share of questions a hard negative from another
+  paragraph of its own article (the best BM25 match there that does not hold the answer): what
+  the retriever brings back next to the answer, about the same subject;
 - for some questions, a near-miss question written from it (a name or number of the question
   that the answer sentence holds, swapped for another one from the same article) paired with
   the gold sentence: the answer sentence no longer answers it;
@@ -44,7 +47,7 @@ class Pair:
     title: str
     sentence: str
     answer: tuple[int, int] | None  # char span inside ``sentence``; None: does not answer
-    kind: str  # positive | paragraph | other_article | swapped | adversarial
+    kind: str  # positive, paragraph, other_article, same_article, swapped, adversarial, ...
 
 
 def sentences_of(text: str) -> list[tuple[int, int]]:
@@ -122,11 +125,13 @@ class _OtherArticleSearch:
         import Stemmer
 
         self.rows: list[tuple[int, str, str]] = []  # (article index, title, sentence)
+        self.paragraphs: list[int] = []  # each row's paragraph index in its article
         for index, article in enumerate(articles):
-            for paragraph in article.paragraphs:
+            for number, paragraph in enumerate(article.paragraphs):
                 text = paragraph.context
                 for a, b in sentences_of(text):
                     self.rows.append((index, article.display_title, text[a:b]))
+                    self.paragraphs.append(number)
         self.stemmer = Stemmer.Stemmer("english")
         tokens = bm25s.tokenize(
             [r[2] for r in self.rows], stopwords="en", stemmer=self.stemmer, show_progress=False
@@ -134,16 +139,43 @@ class _OtherArticleSearch:
         self.index = bm25s.BM25()
         self.index.index(tokens, show_progress=False)
 
-    def best_outside(self, questions: list[tuple[str, int]], k: int = 20) -> list[int | None]:
+    def _retrieve(self, questions: list[str], k: int):
         import bm25s
 
         tokens = bm25s.tokenize(
-            [q for q, _ in questions], stopwords="en", stemmer=self.stemmer, show_progress=False
+            questions, stopwords="en", stemmer=self.stemmer, show_progress=False
         )
         results, _ = self.index.retrieve(tokens, k=k, show_progress=False, n_threads=2)
+        return results
+
+    def best_outside(self, questions: list[tuple[str, int]], k: int = 20) -> list[int | None]:
+        """Per (question, own article): the best-matching row of another article."""
+        results = self._retrieve([q for q, _ in questions], k)
         best: list[int | None] = []
         for (_, own), row in zip(questions, results, strict=True):
             best.append(next((int(r) for r in row if self.rows[int(r)][0] != own), None))
+        return best
+
+    def best_same_article(
+        self, questions: list[tuple[str, int, int, str]], k: int = 50
+    ) -> list[int | None]:
+        """Per (question, own article, own paragraph, answer text): the best-matching row of
+        another paragraph of the same article that does not hold the answer text."""
+        results = self._retrieve([q for q, _, _, _ in questions], k)
+        best: list[int | None] = []
+        for (_, article, paragraph, answer), row in zip(questions, results, strict=True):
+            best.append(
+                next(
+                    (
+                        int(r)
+                        for r in row
+                        if self.rows[int(r)][0] == article
+                        and self.paragraphs[int(r)] != paragraph
+                        and answer.lower() not in self.rows[int(r)][2].lower()
+                    ),
+                    None,
+                )
+            )
         return best
 
 
@@ -155,16 +187,20 @@ def build_pairs(
     skip_questions: int = 0,
     word_swap_share: float = 0.0,
     context_share: float = 0.0,
+    same_article_share: float = 0.0,
 ) -> list[Pair]:
     """Up to ``max_questions`` answerable questions (sampled across articles) with their
     negatives, plus every adversarial unanswerable question of ``articles``; shuffled.
     ``skip_questions`` leaves out the first ones of the same seeded sample, so a continued run
     sees questions the first run did not. ``swap_share`` and ``word_swap_share``: the share of
     questions that get a name/number near miss and an ordinary-word near miss;
-    ``context_share``: the share of own-paragraph pairs read after the sentence before (drawn
-    from a generator of its own, so the other pairs are those of a run without it)."""
+    ``context_share``: the share of own-paragraph pairs read after the sentence before;
+    ``same_article_share``: the share of questions given a negative from another paragraph of
+    their own article (each drawn from a generator of its own, so the other pairs are those of
+    a run without it)."""
     rng = random.Random(seed)
     context_rng = random.Random(seed + 1)
+    same_article_rng = random.Random(seed + 2)
 
     def titled(title: str, text: str, spans: list[tuple[int, int]], index: int) -> str:
         if index == 0 or not context_share or context_rng.random() >= context_share:
@@ -189,8 +225,17 @@ def build_pairs(
     outside = search.best_outside(
         [(articles[ai].paragraphs[pi].qas[qi].question, ai) for ai, pi, qi in answerable]
     )
+    same_article: list[int | None] = [None] * len(answerable)
+    if same_article_share:
+        same_article = search.best_same_article(
+            [
+                (qa.question, ai, pi, qa.answers[0][0])
+                for ai, pi, qi in answerable
+                for qa in [articles[ai].paragraphs[pi].qas[qi]]
+            ]
+        )
     pairs: list[Pair] = []
-    for (ai, pi, qi), other in zip(answerable, outside, strict=True):
+    for (ai, pi, qi), other, near in zip(answerable, outside, same_article, strict=True):
         article = articles[ai]
         paragraph = article.paragraphs[pi]
         qa = paragraph.qas[qi]
@@ -222,6 +267,9 @@ def build_pairs(
         if other is not None:
             _, other_title, other_sentence = search.rows[other]
             pairs.append(Pair(qa.question, other_title, other_sentence, None, "other_article"))
+        if near is not None and same_article_rng.random() < same_article_share:
+            _, near_title, near_sentence = search.rows[near]
+            pairs.append(Pair(qa.question, near_title, near_sentence, None, "same_article"))
         article_text = " ".join(p.context for p in article.paragraphs)
         if rng.random() < swap_share:
             swapped = swap_question(qa.question, sentence, article_text, rng)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
+import gc
 import json
 import sys
 from collections.abc import Callable
@@ -558,5 +560,17 @@ def eval_retrieval(
     print_beir(result)
 
 
-if __name__ == "__main__":  # pragma: no cover
+def run() -> None:
+    """The ``rag`` command (console script): ``main``, then a quick exit.
+
+    The process is about to end, so the objects it made need no collecting: freezing them at
+    exit spares the interpreter's shutdown collections, about 0.4 s of a cold ``rag ask`` on 2
+    cores (destructors still run as modules are torn down; the memory goes with the process).
+    Kept out of ``main`` so that callers in a long-lived process (tests, app.py's server) are
+    not affected."""
+    atexit.register(gc.freeze)
     main()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

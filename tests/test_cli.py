@@ -180,3 +180,26 @@ def test_odd_file_names(tmp_path: Path, run_rag, embedder) -> None:
     assert "4 unchanged" in result.stdout
     stats = one_json(run_rag("stats", "--index", index, "--json").stdout)
     assert sorted(stats["sources"]) == sorted(good)
+
+
+def test_console_script_freezes_objects_only_at_exit(monkeypatch) -> None:
+    """`rag` runs ``rag.cli:run``: the command, then (at exit, not before) a frozen collector,
+    so shutdown skips collecting what the process made. ``main`` itself registers nothing."""
+    import atexit
+    import gc
+    import sys
+    from importlib.metadata import entry_points
+
+    from rag import cli
+
+    assert entry_points(group="console_scripts")["rag"].value == "rag.cli:run"
+    registered: list = []
+    monkeypatch.setattr(atexit, "register", registered.append)
+    monkeypatch.setattr(sys, "argv", ["rag", "--version"])
+    with pytest.raises(SystemExit) as finished:
+        cli.main()
+    assert finished.value.code == 0 and registered == []
+    with pytest.raises(SystemExit) as finished:
+        cli.run()
+    assert finished.value.code == 0 and registered == [gc.freeze]
+    assert gc.get_freeze_count() == 0  # nothing frozen while the process goes on

@@ -409,7 +409,7 @@ class RAG:
         seen: set[tuple[str, int, int]] = set()
         for index, chunk in enumerate(chunks):
             info = self.verifier.chunk_sentences(chunk)
-            similarities = info.vectors[: len(info.spans)] @ query_vector
+            similarities = info.vectors @ query_vector
             for s, (a, _) in enumerate(info.spans):
                 last = list_end(chunk.text, info.spans, s)
                 b = info.spans[last][1]

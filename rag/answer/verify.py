@@ -30,11 +30,13 @@ class Support:
 
 @dataclass
 class _ChunkSentences:
+    text: str
     spans: list[tuple[int, int]]  # offsets within the chunk text
     windows: list[tuple[int, int]]  # 1- and 2-sentence windows, offsets within the chunk
     terms: list[set[str]]
     numbers: list[set[str]]
-    vectors: np.ndarray
+    vectors: np.ndarray  # one per sentence (span)
+    window_vectors: np.ndarray | None = None  # one per window; embedded when first needed
 
 
 class Verifier:
@@ -56,17 +58,29 @@ class Verifier:
         windows = list(spans) + [(spans[i][0], spans[i + 1][1]) for i in range(len(spans) - 1)]
         texts = [chunk.text[a:b] for a, b in windows]
         entry = _ChunkSentences(
+            text=chunk.text,
             spans=spans,
             windows=windows,
             terms=[set(content_terms(text)) for text in texts],
             numbers=[numbers_in(text) for text in texts],
-            vectors=self.embedder.encode(texts),
+            # Ranking needs the sentences' vectors only; the two-sentence windows (longer, and
+            # about half the texts) are embedded when a generated sentence is first checked.
+            vectors=self.embedder.encode(texts[: len(spans)]),
         )
         with self._lock:
             self._cache[chunk.chunk_id] = entry
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return entry
+
+    def _window_vectors(self, info: _ChunkSentences) -> np.ndarray:
+        """Every window's vector: the sentences', then the two-sentence windows' (embedded once
+        per chunk, on first use)."""
+        if info.window_vectors is None:
+            pairs = [info.text[a:b] for a, b in info.windows[len(info.spans) :]]
+            extra = self.embedder.encode(pairs) if pairs else info.vectors[:0]
+            info.window_vectors = np.vstack([info.vectors, extra])
+        return info.window_vectors
 
     def support(
         self, sentences: list[str], chunks: list[RetrievedChunk], single_only: bool = False
@@ -86,7 +100,7 @@ class Verifier:
             numbers = numbers_in(sentence)
             row: list[tuple[float, int, int]] = []
             for info in per_chunk:
-                similarities = info.vectors @ vector
+                similarities = self._window_vectors(info) @ vector
                 best = (0.0, 0, 0)
                 single = len(info.spans)
                 for w, (a, b) in enumerate(info.windows):

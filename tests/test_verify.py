@@ -8,10 +8,7 @@ import numpy as np
 from rag.answer.verify import Verifier
 from rag.retrieval import RetrievedChunk
 
-TEXT = (
-    "The ferry leaves from the north pier. It sails to Merren island. "
-    "Tickets are sold on board."
-)
+TEXT = "The ferry leaves from the north pier. It sails to Merren island. Tickets are sold on board."
 
 
 class CountingEmbedder:

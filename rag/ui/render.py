@@ -57,7 +57,7 @@ def answer_html(answer: Any) -> str:
     )
 
 
-# Copy and Regenerate under each answer: inert text, acted on by the page's script (rag.ui.app).
+# Copy and Regenerate under each answer: inert text, acted on by the page's script (rag.ui.assets).
 # Only the newest answer keeps Regenerate (the conversation removes it from older ones).
 REGENERATE = '<span class="rag-action rag-regen">Regenerate</span>'
 ACTIONS = (

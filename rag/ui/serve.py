@@ -97,7 +97,8 @@ def launch(
     warning = check_bind(settings, insecure)
     check_port(settings.host, settings.port)
     import rag.config  # noqa: F401  (offline environment before gradio is imported)
-    from rag.ui.app import ChatService, build_app, find_seeds_dir, theme
+    from rag.ui.app import build_app, theme
+    from rag.ui.service import ChatService, find_seeds_dir
 
     service = ChatService(settings, seeds_dir=find_seeds_dir())
     # Models load in the background while Gradio is imported and the page is built.
@@ -183,6 +184,6 @@ def _display_url(settings: Settings, demo: Any) -> str:
 
 
 def _css() -> str:
-    from rag.ui.app import CSS
+    from rag.ui.assets import CSS
 
     return CSS

@@ -1,0 +1,59 @@
+"""What the command modules share: settings, JSON and error output, common options."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rag.config import RagError, Settings, load_settings
+
+
+def settings_for(**overrides: Any) -> Settings:
+    """Settings from the environment, with the options given on the command line."""
+    return load_settings(**overrides)
+
+
+def print_json(data: Any) -> None:
+    """One JSON object on one line of stdout."""
+    click.echo(json.dumps(data, ensure_ascii=False, indent=None))
+
+
+def error_line(message: str) -> None:
+    """One error line on stderr."""
+    click.echo(f"Error: {message}", err=True)
+
+
+def reports_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn our errors into one clear line on stderr and exit status 1 (no traceback)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except RagError as error:
+            error_line(str(error))
+            sys.exit(1)
+        except KeyboardInterrupt:
+            error_line("interrupted; run the command again to finish (nothing is lost)")
+            sys.exit(130)
+
+    return wrapper
+
+
+index_option = click.option(
+    "--index",
+    "index_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Index folder (RAG_INDEX_DIR; default: index/).",
+)
+collection_option = click.option(
+    "--collection", default=None, help="Collection name (RAG_COLLECTION; default: documents)."
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")

@@ -30,7 +30,6 @@ class Support:
 
 @dataclass
 class _ChunkSentences:
-    text: str
     spans: list[tuple[int, int]]  # offsets within the chunk text
     windows: list[tuple[int, int]]  # 1- and 2-sentence windows, offsets within the chunk
     terms: list[set[str]]
@@ -58,7 +57,6 @@ class Verifier:
         windows = list(spans) + [(spans[i][0], spans[i + 1][1]) for i in range(len(spans) - 1)]
         texts = [chunk.text[a:b] for a, b in windows]
         entry = _ChunkSentences(
-            text=chunk.text,
             spans=spans,
             windows=windows,
             terms=[set(content_terms(text)) for text in texts],
@@ -73,11 +71,11 @@ class Verifier:
                 self._cache.popitem(last=False)
         return entry
 
-    def _window_vectors(self, info: _ChunkSentences) -> np.ndarray:
+    def _window_vectors(self, info: _ChunkSentences, text: str) -> np.ndarray:
         """Every window's vector: the sentences', then the two-sentence windows' (embedded once
-        per chunk, on first use)."""
+        per chunk, on first use; ``text`` is the chunk's)."""
         if info.window_vectors is None:
-            pairs = [info.text[a:b] for a, b in info.windows[len(info.spans) :]]
+            pairs = [text[a:b] for a, b in info.windows[len(info.spans) :]]
             extra = self.embedder.encode(pairs) if pairs else info.vectors[:0]
             info.window_vectors = np.vstack([info.vectors, extra])
         return info.window_vectors
@@ -99,8 +97,10 @@ class Verifier:
             terms = set(content_terms(sentence))
             numbers = numbers_in(sentence)
             row: list[tuple[float, int, int]] = []
-            for info in per_chunk:
-                similarities = self._window_vectors(info) @ vector
+            for info, chunk in zip(per_chunk, chunks, strict=True):
+                # One-sentence support reads the sentences' vectors only (windows come after).
+                windows = info.vectors if single_only else self._window_vectors(info, chunk.text)
+                similarities = windows @ vector
                 best = (0.0, 0, 0)
                 single = len(info.spans)
                 for w, (a, b) in enumerate(info.windows):

@@ -57,3 +57,46 @@ collection_option = click.option(
     "--collection", default=None, help="Collection name (RAG_COLLECTION; default: documents)."
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+
+
+class ProgressBar:
+    """A transient rich progress bar on stderr (label, bar, done/total, time, a detail line);
+    a no-op when disabled."""
+
+    def __init__(self, label: str, enabled: bool):
+        self.label = label
+        self.enabled = enabled
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> ProgressBar:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn(f"[bold]{self.label}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[current]}"),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._progress.__enter__()
+            self._task = self._progress.add_task(self.label, total=None, current="")
+        return self
+
+    def update(self, done: int, total: int, current: str = "") -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, completed=done, total=total, current=current)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)

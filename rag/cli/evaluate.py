@@ -10,7 +10,14 @@ from typing import Any
 
 import click
 
-from rag.cli.common import collection_option, error_line, index_option, reports_errors, settings_for
+from rag.cli.common import (
+    ProgressBar,
+    collection_option,
+    error_line,
+    index_option,
+    reports_errors,
+    settings_for,
+)
 
 
 def _bounds_callback(kind: str) -> Callable[..., Any]:
@@ -25,48 +32,6 @@ def _bounds_callback(kind: str) -> Callable[..., Any]:
             raise click.BadParameter(str(error), ctx=ctx, param=param) from None
 
     return callback
-
-
-class _CountingProgressBar:
-    """A transient rich progress bar on stderr; a no-op when disabled."""
-
-    def __init__(self, label: str, enabled: bool):
-        self.label = label
-        self.enabled = enabled
-        self._progress: Any = None
-        self._task: Any = None
-
-    def __enter__(self) -> _CountingProgressBar:
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            self._progress = Progress(
-                TextColumn(f"[bold]{self.label}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("{task.fields[current]}"),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self._progress.__enter__()
-            self._task = self._progress.add_task(self.label, total=None, current="")
-        return self
-
-    def update(self, done: int, total: int, current: str = "") -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, completed=done, total=total, current=current[-40:])
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
 
 
 def _write_json_file(path: Path, data: Any) -> None:
@@ -146,14 +111,14 @@ def eval_command(
     questions = load_question_set(question_set)
     previous = load_run(compare_path) if compare_path else None
     bot = RAG(settings)
-    with _CountingProgressBar("eval", enabled=sys.stderr.isatty()) as bar:
+    with ProgressBar("eval", enabled=sys.stderr.isatty()) as bar:
         run = run_evaluation(
             questions,
             bot,
             k=k,
             llm=llm,
             set_path=str(question_set),
-            on_item=lambda done, total, item: bar.update(done, total, item.id),
+            on_item=lambda done, total, item: bar.update(done, total, item.id[-40:]),
         )
     data = run.to_dict()
     comparison = compare_runs(previous, data) if previous is not None else None
@@ -201,7 +166,7 @@ def eval_retrieval(
     from rag.report import print_beir
 
     settings = settings_for(index_dir=index_dir)
-    with _CountingProgressBar("eval-retrieval", enabled=sys.stderr.isatty()) as bar:
+    with ProgressBar("eval-retrieval", enabled=sys.stderr.isatty()) as bar:
         result = evaluate_beir(
             beir_dir,
             settings,

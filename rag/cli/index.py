@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
 from rag.cli.common import (
+    ProgressBar,
     collection_option,
     index_option,
     json_option,
@@ -52,8 +52,17 @@ def ingest(
         chunk_overlap=chunk_overlap,
     )
     show_progress = not as_json and sys.stderr.isatty()
-    with _IngestProgressBar(enabled=show_progress) as bar:
-        report = run_ingest(list(paths), settings, prune=prune, progress=bar.update)
+    with ProgressBar("ingest", enabled=show_progress) as bar:
+        report = run_ingest(
+            list(paths),
+            settings,
+            prune=prune,
+            progress=lambda event: bar.update(
+                event.files_done,
+                event.files_total,
+                f"files · {event.chunks_written} chunks · {event.current[-40:]}",
+            ),
+        )
     if as_json:
         print_json(report.to_dict())
     else:
@@ -76,46 +85,6 @@ def _one_line(path: str) -> str:
     if any(ord(char) < 32 or ord(char) == 127 for char in path):
         return json.dumps(path, ensure_ascii=False)[1:-1]
     return path
-
-
-class _IngestProgressBar:
-    """A rich progress bar over files, showing chunks written; a no-op when disabled."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self._progress: Any = None
-        self._task: Any = None
-
-    def __enter__(self) -> _IngestProgressBar:
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-            self._progress = Progress(
-                TextColumn("[bold]ingest"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("files · {task.fields[chunks]} chunks · {task.fields[current]}"),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self._progress.__enter__()
-            self._task = self._progress.add_task("ingest", total=None, chunks=0, current="")
-        return self
-
-    def update(self, event: Any) -> None:
-        if self._progress is not None:
-            self._progress.update(
-                self._task,
-                total=event.files_total,
-                completed=event.files_done,
-                chunks=event.chunks_written,
-                current=event.current[-40:],
-            )
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
 
 
 @click.command()

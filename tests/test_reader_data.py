@@ -106,3 +106,48 @@ def test_same_article_negatives_come_from_other_paragraphs_and_lack_the_answer()
         qa, paragraph = question
         assert pair.sentence not in paragraph.context  # another paragraph of the article
         assert qa.answers[0][0].lower() not in pair.sentence.lower()
+
+
+def test_passage_window_holds_its_sentence_and_stays_chunk_sized() -> None:
+    from rag.train.passage_data import PASSAGE_CHARS, window
+    from rag.train.reader_data import sentences_of
+
+    text = " ".join(f"Sentence number {i} says something about topic {i}." for i in range(60))
+    spans = sentences_of(text)
+    for seed in range(20):
+        keep = seed * 3
+        a, b = window(text, spans, keep, random.Random(seed))
+        assert a <= spans[keep][0] and spans[keep][1] <= b
+        assert b - a <= PASSAGE_CHARS
+        assert (a, b) != spans[keep]  # grown to neighbours while they fit
+    # a sentence longer than a window is its own window
+    long_text = "word " * 400 + "end."
+    assert window(long_text, sentences_of(long_text), 0, random.Random(0)) == (0, len(long_text))
+
+
+@pytest.mark.slow
+def test_passage_pairs_hold_their_answers_and_negatives_lack_them() -> None:
+    from rag.train.passage_data import PASSAGE_CHARS, build_passage_pairs
+
+    articles = split_articles(load_articles()).train[:20]
+    pairs = build_passage_pairs(articles, 200, swap_share=1.0, same_article_share=1.0)
+    kinds = {pair.kind for pair in pairs}
+    assert {"positive", "other_article", "same_article", "swapped"} <= kinds
+    answers: dict[str, set[str]] = {}  # a question text can recur with other answers
+    for article in articles:
+        for paragraph in article.paragraphs:
+            for qa in paragraph.qas:
+                if qa.answers:
+                    answers.setdefault(qa.question, set()).add(qa.answers[0][0])
+    for pair in pairs:
+        if pair.kind == "positive":
+            a, b = pair.answer
+            assert pair.sentence[a:b] in answers[pair.question]
+        else:
+            assert pair.answer is None
+        if pair.kind in ("positive", "other_article", "same_article"):
+            # one SQuAD sentence can outgrow a window on its own; windows of several do not
+            assert len(pair.sentence) <= PASSAGE_CHARS or ". " not in pair.sentence[:-2]
+    for pair in pairs:
+        if pair.kind == "same_article":
+            assert all(a.lower() not in pair.sentence.lower() for a in answers[pair.question])

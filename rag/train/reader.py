@@ -19,7 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from rag.reader import MAX_LENGTH, READER_DIR, reader_text
+from rag.reader import MAX_LENGTH, PASSAGE_MAX_LENGTH, READER_DIR, reader_text
+from rag.train.passage_data import build_passage_pairs
 from rag.train.reader_data import Pair, build_pairs
 from rag.train.squad import load_articles, split_articles
 
@@ -84,6 +85,21 @@ def collate(rows: list[dict]):
     }
 
 
+def bucketed(
+    epoch: list[int], rows: list[dict], batch_size: int, generator: random.Random
+) -> list[int]:
+    """The shuffled ``epoch`` regrouped so each batch holds rows of similar length (sorted
+    within pools of 50 batches, batches then shuffled): passages vary from one sentence to a
+    thousand characters, and a batch is padded to its longest row."""
+    pool = batch_size * 50
+    batches = []
+    for begin in range(0, len(epoch), pool):
+        members = sorted(epoch[begin : begin + pool], key=lambda i: len(rows[i]["input_ids"]))
+        batches.extend(members[i : i + batch_size] for i in range(0, len(members), batch_size))
+    generator.shuffle(batches)
+    return [i for batch in batches for i in batch]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=int, default=20000)
@@ -135,6 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-length", type=int, default=TRAIN_MAX_LENGTH, help="tokens per training input"
     )
+    parser.add_argument(
+        "--passages",
+        action="store_true",
+        help="train a passage reader: the question against windows of sentences about one "
+        "chunk long (rag.train.passage_data), not single sentences",
+    )
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -166,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         + (f"-c{args.context_share}" if args.context_share else "")
         + (f"-a{args.same_article_share}" if args.same_article_share else "")
         + (f"-t{args.max_length}" if args.max_length != TRAIN_MAX_LENGTH else "")
+        + ("-passages" if args.passages else "")
         + ".pt"
     )
     if data_file.exists():
@@ -173,16 +196,26 @@ def main(argv: list[str] | None = None) -> int:
     else:
         began = time.time()
         split = split_articles(load_articles())
-        pairs = build_pairs(
-            split.train,
-            args.questions,
-            seed=args.seed,
-            skip_questions=args.skip_questions,
-            swap_share=args.swap_share,
-            word_swap_share=args.word_swap_share,
-            context_share=args.context_share,
-            same_article_share=args.same_article_share,
-        )
+        if args.passages:
+            pairs = build_passage_pairs(
+                split.train,
+                args.questions,
+                seed=args.seed,
+                skip_questions=args.skip_questions,
+                swap_share=args.swap_share,
+                same_article_share=args.same_article_share,
+            )
+        else:
+            pairs = build_pairs(
+                split.train,
+                args.questions,
+                seed=args.seed,
+                skip_questions=args.skip_questions,
+                swap_share=args.swap_share,
+                word_swap_share=args.word_swap_share,
+                context_share=args.context_share,
+                same_article_share=args.same_article_share,
+            )
         rows = encode_pairs(tokenizer, pairs, args.max_length)
         kinds: dict[str, int] = {}
         for pair in pairs:
@@ -219,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     while len(order) < total * args.batch_size:
         epoch = list(range(len(rows)))
         generator.shuffle(epoch)
+        if args.passages:
+            epoch = bucketed(epoch, rows, args.batch_size, generator)
         order.extend(epoch)
 
     def save_checkpoint() -> None:
@@ -319,9 +354,11 @@ def export(model, tokenizer, folder: Path, args, step: int, total: int, kinds, p
         "same_article_share": args.same_article_share,
         "seed": args.seed,
         "max_length": args.max_length,
-        "inference_max_length": MAX_LENGTH,
+        "inference_max_length": PASSAGE_MAX_LENGTH if args.passages else MAX_LENGTH,
+        "input": "passage" if args.passages else "sentence",
     }
     info["training"] = training_summary(earlier_stages(args.init), stage)
+    info["input"] = stage["input"]
     info_path.write_text(json.dumps(info, indent=2) + "\n")
 
 

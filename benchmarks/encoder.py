@@ -97,32 +97,59 @@ def dense_ndcg(dataset: Any, quick: bool) -> dict[str, Any]:
     }
 
 
-def reader_latency(repeats: int) -> dict[str, Any]:
-    """Reader time per question as answering spends it: MAX_READER_CANDIDATES sentences ranked,
-    then the CONTEXT_CANDIDATES best read again after the sentence before them."""
+def _seed_passages(k: int = 4) -> list[tuple[str, str, list[tuple[int, int]]]]:
+    """The first ``k`` chunks of the seed article as the passage reader reads them: (title,
+    chunk text, its sentence spans)."""
+    from rag.chunking import chunk_document, sentence_spans
+    from rag.config import Settings
+    from rag.loaders import load_file
+
+    path = SEEDS_DIR / "china_russia_military_supply.txt"
+    defaults = Settings()
+    chunks = chunk_document(
+        load_file(path), path.name, path.name, defaults.chunk_size, defaults.chunk_overlap
+    )[:k]
+    return [(c.title, c.text, sentence_spans(c.text)) for c in chunks]
+
+
+def reader_latency(repeats: int, folder: Path | None = None) -> dict[str, Any]:
+    """Reader time per question as answering spends it. A sentence reader: MAX_READER_CANDIDATES
+    sentences ranked, then the CONTEXT_CANDIDATES best read again after the sentence before
+    them; a passage reader: the k = 4 retrieved chunks, each read once. ``folder``: the
+    reader (default: the shipped one)."""
     from rag.answer.pipeline import CONTEXT_CANDIDATES, MAX_READER_CANDIDATES
     from rag.reader import READER_DIR, Reader, with_context
 
-    text = (SEEDS_DIR / "china_russia_military_supply.txt").read_text(encoding="utf-8")
-    sentences = [s.strip() + "." for s in text.replace("\n", " ").split(". ") if s.strip()]
-    pool = (sentences * 3)[: MAX_READER_CANDIDATES + 1]
-    ranked = [("China and Russia", s) for s in pool[1:]]
-    in_context = [
-        (with_context("China and Russia", before), sentence)
-        for before, sentence in itertools.pairwise(pool[: CONTEXT_CANDIDATES + 1])
-    ]
-    result: dict[str, Any] = {
-        "sentences": len(ranked),
-        "context_sentences": len(in_context),
-    }
+    folder = folder or READER_DIR
+    if Reader(folder).reads_passages:
+        passages = _seed_passages()
+        result: dict[str, Any] = {"passages": len(passages)}
+
+        def read(reader: Reader) -> None:
+            reader.score_passages(COLD_QUESTION, passages)
+
+    else:
+        text = (SEEDS_DIR / "china_russia_military_supply.txt").read_text(encoding="utf-8")
+        sentences = [s.strip() + "." for s in text.replace("\n", " ").split(". ") if s.strip()]
+        pool = (sentences * 3)[: MAX_READER_CANDIDATES + 1]
+        ranked = [("China and Russia", s) for s in pool[1:]]
+        in_context = [
+            (with_context("China and Russia", before), sentence)
+            for before, sentence in itertools.pairwise(pool[: CONTEXT_CANDIDATES + 1])
+        ]
+        result = {"sentences": len(ranked), "context_sentences": len(in_context)}
+
+        def read(reader: Reader) -> None:
+            reader.score(COLD_QUESTION, ranked)
+            reader.score(COLD_QUESTION, in_context)
+
     for backend in ("torch", "onnx"):
-        reader = Reader(READER_DIR, backend=backend)
-        reader.score(COLD_QUESTION, ranked)
+        reader = Reader(folder, backend=backend)
+        read(reader)
         times = []
         for _ in range(repeats):
             began = time.perf_counter()
-            reader.score(COLD_QUESTION, ranked)
-            reader.score(COLD_QUESTION, in_context)
+            read(reader)
             times.append(1000 * (time.perf_counter() - began))
         result[backend] = {
             "p50_ms": round(percentile(times, 50), 1),

@@ -7,6 +7,11 @@ question and a candidate sentence (with its document's title for context) it sco
 answer span inside the sentence against "no answer here" (the [CLS] position, as in SQuAD 2.0).
 The score ranks sentences, decides whether the documents answer at all (a threshold set on
 held-out validation articles, ``rag.answer`` states it), and its span is the direct answer.
+
+A model trained on passages (``python -m rag.train.reader --passages``; ``"input": "passage"``
+in its reader.json) is read a chunk at a time instead: ``score_passages`` scores every
+sentence of a passage from one read of it. The shipped model reads sentences (the model card
+has what a passage reader measured).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from rag.config import RagError
 
 READER_DIR = Path(__file__).resolve().parent / "models" / "reader"
 MAX_LENGTH = 128  # question + title + sentence, in tokens; longer inputs are truncated
+PASSAGE_MAX_LENGTH = 320  # question + title + passage (a 1,000-character chunk: ~230 tokens)
 MAX_ANSWER_TOKENS = 30
 BATCH_SIZE = 4  # candidates per model call, grouped by length (less padding; 4: 6 % faster than 8)
 TITLE_SEPARATOR = " | "
@@ -135,7 +141,7 @@ class Reader:
 
                 try:
                     model = exported(self.folder, "reader", self.backend)
-                    self._onnx = OnnxEncoder(model, self.backend, MAX_LENGTH, self.threads)
+                    self._onnx = OnnxEncoder(model, self.backend, self.max_length, self.threads)
                 except RagError as error:
                     raise ReaderError(
                         f"the reader model in {self.folder} cannot be loaded ({error}): "
@@ -172,6 +178,17 @@ class Reader:
             )
         return self._calibration
 
+    @functools.cached_property
+    def reads_passages(self) -> bool:
+        """Whether the model was trained to read whole passages (``score_passages``) rather
+        than one sentence at a time (``score``): reader.json ``input``."""
+        return self.info().get("input") == "passage"
+
+    @property
+    def max_length(self) -> int:
+        """Tokens per input; longer ones are truncated."""
+        return PASSAGE_MAX_LENGTH if self.reads_passages else MAX_LENGTH
+
     def info(self) -> dict:
         """The model card's machine-readable part (training data, held-out figures)."""
         path = self.folder / "reader.json"
@@ -205,6 +222,40 @@ class Reader:
                 )
         return scores  # type: ignore[return-value]  # every slot filled above
 
+    def score_passages(
+        self,
+        question: str,
+        passages: list[tuple[str, str, list[tuple[int, int]]]],
+        batch_size: int = 2,
+    ) -> list[list[ReaderScore]]:
+        """For each (title, passage, spans): per char span of the passage (its sentences), the
+        best answer span inside it against no answer, from one read of the whole passage.
+        A span cut off by truncation scores -1e4."""
+        if not passages:
+            return []
+        self._load()
+        texts, offsets = zip(*(reader_text(t, p) for t, p, _ in passages), strict=True)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        scores: list[list[ReaderScore]] = [[] for _ in passages]
+        for begin in range(0, len(order), batch_size):
+            members = order[begin : begin + batch_size]
+            starts, ends, mappings, sequence_ids = self._logits(
+                question, [texts[i] for i in members]
+            )
+            for row, i in enumerate(members):
+                scores[i] = [
+                    _best_span(
+                        starts[row],
+                        ends[row],
+                        mappings[row],
+                        sequence_ids[row],
+                        offsets[i] + a,
+                        offsets[i] + b,
+                    )
+                    for a, b in passages[i][2]
+                ]
+        return scores
+
     def _logits(self, question: str, batch: list[str]) -> tuple[Any, Any, list, list]:
         """Start and end logits for (question, text) pairs, with each token's character offsets
         and segment ids."""
@@ -219,7 +270,7 @@ class Reader:
             [question] * len(batch),
             batch,
             truncation="longest_first",
-            max_length=MAX_LENGTH,
+            max_length=self.max_length,
             padding=True,
             return_offsets_mapping=True,
             return_tensors="pt",
@@ -249,11 +300,16 @@ def _best_span(
     mapping: np.ndarray,
     sequence_ids: list[int | None],
     sentence_offset: int,
+    sentence_end: float = float("inf"),
 ) -> ReaderScore:
-    """The best span inside the sentence part of the second segment, against [CLS]."""
+    """The best span inside the sentence part of the second segment (from char
+    ``sentence_offset`` up to ``sentence_end``), against [CLS]."""
     null = float(starts[0] + ends[0])
     allowed = np.array(
-        [sid == 1 and mapping[t][0] >= sentence_offset for t, sid in enumerate(sequence_ids)]
+        [
+            sid == 1 and mapping[t][0] >= sentence_offset and mapping[t][1] <= sentence_end
+            for t, sid in enumerate(sequence_ids)
+        ]
     )
     if not allowed.any():
         return ReaderScore(-1e4, 0, 0)

@@ -430,3 +430,39 @@ def test_answer_decision_reads_the_sentence_before(tmp_path, settings: Settings)
     assert bot.context_score(question, ranked, chunks) > ranked[0].score + 2.0
     answer = bot.ask(question)
     assert not answer.refused and "December 1990" in answer.answer
+
+
+def test_passage_reader_reads_each_chunk_once(tmp_path, settings: Settings) -> None:
+    """A reader trained on passages (reader.json ``"input": "passage"``) ranks every sentence
+    of the retrieved chunks from one read of each chunk, and that read, already in context,
+    decides whether the documents answer."""
+    import json
+    import shutil
+
+    from rag.reader import READER_DIR
+
+    folder = tmp_path / "reader"
+    shutil.copytree(READER_DIR, folder)
+    info = json.loads((folder / "reader.json").read_text())
+    (folder / "reader.json").write_text(json.dumps({**info, "input": "passage"}))
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "browser.md").write_text(
+        "# Web browser\n\nTim Berners-Lee wrote the first web browser, WorldWideWeb, at CERN. "
+        "He finished it in December 1990. Browsers later spread to home computers, and "
+        "Netscape Navigator was the most popular browser of the mid-1990s.\n",
+        encoding="utf-8",
+    )
+    settings = settings.model_copy(update={"reader_dir": folder})
+    assert ingest([tmp_path / "docs"], settings).ok
+    bot = RAG(settings)
+    assert bot.reader.reads_passages
+    question = "When did Tim Berners-Lee finish the first web browser?"
+    chunks = bot.searcher.search(question).chunks
+    ranked = bot.rank_sentences(question, chunks)
+    sentences = {(c.chunk_index, c.start, c.end) for c in ranked}
+    assert len(sentences) == len(ranked) >= 3  # every sentence, each once
+    best = ranked[0]
+    assert chunks[best.chunk_index].text[best.answer_start : best.answer_end] == "December 1990"
+    assert bot.context_score(question, ranked, chunks) == best.score
+    answer = bot.ask(question)
+    assert not answer.refused and "December 1990" in answer.answer

@@ -131,3 +131,56 @@ def test_context_joins_title_and_sentence_before() -> None:
     assert with_context("Web browser", "  It was\nnew. ") == "Web browser | It was new."
     assert with_context("", "It was new.") == "It was new."
     assert with_context("Web browser", " ") == "Web browser"
+
+
+@pytest.fixture(scope="module")
+def passage_reader(tmp_path_factory: pytest.TempPathFactory) -> Reader:
+    """The shipped weights, declared a passage reader (``"input": "passage"`` in reader.json,
+    as ``python -m rag.train.reader --passages`` writes it): the mechanics of passage reading,
+    whatever the model's quality."""
+    import json
+
+    folder = tmp_path_factory.mktemp("passage-reader") / "reader"
+    shutil.copytree(READER_DIR, folder)
+    info = json.loads((folder / "reader.json").read_text())
+    info["input"] = "passage"
+    (folder / "reader.json").write_text(json.dumps(info))
+    return Reader(folder)
+
+
+def test_passage_read_scores_each_sentence_with_its_own_span(
+    reader: Reader, passage_reader: Reader
+) -> None:
+    from rag.chunking import sentence_spans
+    from rag.reader import PASSAGE_MAX_LENGTH
+
+    assert passage_reader.reads_passages and not reader.reads_passages
+    assert passage_reader.max_length == PASSAGE_MAX_LENGTH
+    passage = " ".join(sentence for _, sentence in SENTENCES)
+    spans = sentence_spans(passage)
+    assert len(spans) == 3
+    scores = passage_reader.score_passages(
+        "Who invented the first web browser?", [(BROWSER, passage, spans)]
+    )[0]
+    best = max(range(3), key=lambda i: scores[i].score)
+    assert best == 1
+    a, _ = spans[1]
+    assert "Berners-Lee" in passage[a + scores[1].start : a + scores[1].end]
+    for (a, b), score in zip(spans, scores, strict=True):
+        assert 0 <= score.start <= score.end <= b - a  # spans stay inside their sentence
+
+
+def test_passage_sentences_past_the_input_are_cut_off_not_crashed_on(
+    passage_reader: Reader,
+) -> None:
+    from rag.chunking import sentence_spans
+
+    filler = "Browsers have many tabs and many menus and many settings. " * 60
+    passage = filler + SENTENCES[1][1]
+    spans = sentence_spans(passage)
+    scores = passage_reader.score_passages(
+        "Who invented the first web browser?", [(BROWSER, passage, spans)]
+    )[0]
+    assert len(scores) == len(spans)
+    assert scores[-1].score == -1e4  # truncated away: never picked
+    assert max(s.score for s in scores[:-1]) > -1e4

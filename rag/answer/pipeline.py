@@ -362,6 +362,9 @@ class RAG:
         after the sentence before it in its chunk (one opening its chunk is read alone): what
         decides whether the documents answer. With the sentence before, the reader sees what
         "he" or "it" stands for and what the sentence continues."""
+        if self.reader.reads_passages:
+            # Each sentence was scored in a read of its whole chunk: already in context.
+            return max((candidate.score for candidate in ranked), default=float("-inf"))
         candidates = []
         for candidate in ranked[:CONTEXT_CANDIDATES]:
             chunk = chunks[candidate.chunk_index]
@@ -404,6 +407,8 @@ class RAG:
         (the reader costs 10–14 ms a sentence on two cores)."""
         if not chunks:
             return []
+        if self.reader.reads_passages:
+            return self.rank_in_passages(question, chunks)
         query_vector = self.embedder.encode_query(question)
         pool: list[tuple[float, int, int, int]] = []
         seen: set[tuple[str, int, int]] = set()
@@ -429,6 +434,32 @@ class RAG:
         ]
         ranked.sort(key=lambda candidate: candidate.score, reverse=True)
         return ranked
+
+    def rank_in_passages(self, question: str, chunks: list[RetrievedChunk]) -> list[Candidate]:
+        """rank_sentences for a passage reader: each chunk is read once, whole, and every
+        sentence of it scored from that read; a sentence repeated by overlapping chunks keeps
+        its best score."""
+        units: list[list[tuple[int, int]]] = []
+        for chunk in chunks:
+            spans = self.verifier.chunk_sentences(chunk).spans
+            own = []
+            for s, (a, _) in enumerate(spans):
+                b = spans[list_end(chunk.text, spans, s)][1]
+                if WORD.search(chunk.text[a:b]):
+                    own.append((a, b))
+            units.append(own)
+        scores = self.reader.score_passages(
+            question,
+            [(chunk.title, chunk.text, own) for chunk, own in zip(chunks, units, strict=True)],
+        )
+        best: dict[tuple[str, int, int], Candidate] = {}
+        for index, (chunk, own, scored) in enumerate(zip(chunks, units, scores, strict=True)):
+            for (a, b), score in zip(own, scored, strict=True):
+                key = (chunk.source, chunk.start + a, chunk.start + b)
+                candidate = Candidate(score.score, index, a, b, a + score.start, a + score.end)
+                if key not in best or candidate.score > best[key].score:
+                    best[key] = candidate
+        return sorted(best.values(), key=lambda candidate: candidate.score, reverse=True)
 
 
 _DEFAULT: dict[tuple[str, ...], RAG] = {}

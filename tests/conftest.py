@@ -138,6 +138,20 @@ def shared_embedder(embedder):
     return embedder
 
 
+def passage_reader_copy(folder: Path) -> Path:
+    """The shipped reader's weights copied to ``folder``, declared a passage reader
+    (``"input": "passage"`` in reader.json, as ``python -m rag.train.reader --passages`` writes
+    it): the mechanics of passage reading, whatever the model's quality."""
+    import json
+
+    from rag.reader import READER_DIR
+
+    shutil.copytree(READER_DIR, folder)
+    info = json.loads((folder / "reader.json").read_text())
+    (folder / "reader.json").write_text(json.dumps({**info, "input": "passage"}))
+    return folder
+
+
 def write_pdf(
     path: Path,
     pages: list[str],

@@ -412,16 +412,21 @@ def load_settings_like(settings: Settings, index_dir) -> Settings:
     return settings.model_copy(update={"index_dir": index_dir})
 
 
-def test_answer_decision_reads_the_sentence_before(tmp_path, settings: Settings) -> None:
-    """Whether the documents answer is judged on the top sentences read after the sentence
-    before them: "He finished it in December 1990." answers for Berners-Lee only in context."""
-    (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "browser.md").write_text(
+def write_browser_docs(folder) -> None:
+    """One short Markdown page whose second sentence answers only after the first: "He"."""
+    folder.mkdir()
+    (folder / "browser.md").write_text(
         "# Web browser\n\nTim Berners-Lee wrote the first web browser, WorldWideWeb, at CERN. "
         "He finished it in December 1990. Browsers later spread to home computers, and "
         "Netscape Navigator was the most popular browser of the mid-1990s.\n",
         encoding="utf-8",
     )
+
+
+def test_answer_decision_reads_the_sentence_before(tmp_path, settings: Settings) -> None:
+    """Whether the documents answer is judged on the top sentences read after the sentence
+    before them: "He finished it in December 1990." answers for Berners-Lee only in context."""
+    write_browser_docs(tmp_path / "docs")
     assert ingest([tmp_path / "docs"], settings).ok
     bot = RAG(settings)
     question = "When did Tim Berners-Lee finish the first web browser?"
@@ -436,22 +441,10 @@ def test_passage_reader_reads_each_chunk_once(tmp_path, settings: Settings) -> N
     """A reader trained on passages (reader.json ``"input": "passage"``) ranks every sentence
     of the retrieved chunks from one read of each chunk, and that read, already in context,
     decides whether the documents answer."""
-    import json
-    import shutil
+    from tests.conftest import passage_reader_copy
 
-    from rag.reader import READER_DIR
-
-    folder = tmp_path / "reader"
-    shutil.copytree(READER_DIR, folder)
-    info = json.loads((folder / "reader.json").read_text())
-    (folder / "reader.json").write_text(json.dumps({**info, "input": "passage"}))
-    (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "browser.md").write_text(
-        "# Web browser\n\nTim Berners-Lee wrote the first web browser, WorldWideWeb, at CERN. "
-        "He finished it in December 1990. Browsers later spread to home computers, and "
-        "Netscape Navigator was the most popular browser of the mid-1990s.\n",
-        encoding="utf-8",
-    )
+    folder = passage_reader_copy(tmp_path / "reader")
+    write_browser_docs(tmp_path / "docs")
     settings = settings.model_copy(update={"reader_dir": folder})
     assert ingest([tmp_path / "docs"], settings).ok
     bot = RAG(settings)

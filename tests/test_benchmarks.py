@@ -235,13 +235,8 @@ def test_encoder_section_compares_backends_side_by_side(tiny_beir: Path) -> None
     assert reader["sentences"] == MAX_READER_CANDIDATES
     assert reader["context_sentences"] == CONTEXT_CANDIDATES
     # a passage reader (reader.json "input": "passage") is timed reading the 4 chunks
-    import shutil
+    from tests.conftest import passage_reader_copy
 
-    from rag.reader import READER_DIR
-
-    folder = tiny_beir.parent / "passage-reader"
-    shutil.copytree(READER_DIR, folder)
-    info = json.loads((folder / "reader.json").read_text())
-    (folder / "reader.json").write_text(json.dumps({**info, "input": "passage"}))
+    folder = passage_reader_copy(tiny_beir.parent / "passage-reader")
     passages = encoder.reader_latency(repeats=2, folder=folder)
     assert passages["passages"] == 4 and passages["p95_ms"] == passages["onnx"]["p95_ms"] > 0

@@ -135,17 +135,9 @@ def test_context_joins_title_and_sentence_before() -> None:
 
 @pytest.fixture(scope="module")
 def passage_reader(tmp_path_factory: pytest.TempPathFactory) -> Reader:
-    """The shipped weights, declared a passage reader (``"input": "passage"`` in reader.json,
-    as ``python -m rag.train.reader --passages`` writes it): the mechanics of passage reading,
-    whatever the model's quality."""
-    import json
+    from tests.conftest import passage_reader_copy
 
-    folder = tmp_path_factory.mktemp("passage-reader") / "reader"
-    shutil.copytree(READER_DIR, folder)
-    info = json.loads((folder / "reader.json").read_text())
-    info["input"] = "passage"
-    (folder / "reader.json").write_text(json.dumps(info))
-    return Reader(folder)
+    return Reader(passage_reader_copy(tmp_path_factory.mktemp("passage-reader") / "reader"))
 
 
 def test_passage_read_scores_each_sentence_with_its_own_span(

@@ -413,13 +413,10 @@ class RAG:
         pool: list[tuple[float, int, int, int]] = []
         seen: set[tuple[str, int, int]] = set()
         for index, chunk in enumerate(chunks):
-            info = self.verifier.chunk_sentences(chunk)
-            similarities = info.vectors @ query_vector
-            for s, (a, _) in enumerate(info.spans):
-                last = list_end(chunk.text, info.spans, s)
-                b = info.spans[last][1]
+            similarities = self.verifier.chunk_sentences(chunk).vectors @ query_vector
+            for s, last, a, b in self.sentence_units(chunk):
                 key = (chunk.source, chunk.start + a, chunk.start + b)
-                if key in seen or not WORD.search(chunk.text[a:b]):
+                if key in seen:
                     continue
                 seen.add(key)
                 pool.append((float(similarities[s : last + 1].max()), index, a, b))
@@ -435,19 +432,23 @@ class RAG:
         ranked.sort(key=lambda candidate: candidate.score, reverse=True)
         return ranked
 
+    def sentence_units(self, chunk: RetrievedChunk) -> list[tuple[int, int, int, int]]:
+        """What the reader scores in a chunk: (first sentence, last sentence, start, end) of
+        each sentence with a word in it, a lead-in ending in ':' together with its list."""
+        spans = self.verifier.chunk_sentences(chunk).spans
+        units = []
+        for s, (a, _) in enumerate(spans):
+            last = list_end(chunk.text, spans, s)
+            b = spans[last][1]
+            if WORD.search(chunk.text[a:b]):
+                units.append((s, last, a, b))
+        return units
+
     def rank_in_passages(self, question: str, chunks: list[RetrievedChunk]) -> list[Candidate]:
         """rank_sentences for a passage reader: each chunk is read once, whole, and every
         sentence of it scored from that read; a sentence repeated by overlapping chunks keeps
         its best score."""
-        units: list[list[tuple[int, int]]] = []
-        for chunk in chunks:
-            spans = self.verifier.chunk_sentences(chunk).spans
-            own = []
-            for s, (a, _) in enumerate(spans):
-                b = spans[list_end(chunk.text, spans, s)][1]
-                if WORD.search(chunk.text[a:b]):
-                    own.append((a, b))
-            units.append(own)
+        units = [[(a, b) for _, _, a, b in self.sentence_units(chunk)] for chunk in chunks]
         scores = self.reader.score_passages(
             question,
             [(chunk.title, chunk.text, own) for chunk, own in zip(chunks, units, strict=True)],

@@ -25,9 +25,10 @@ from __future__ import annotations
 import random
 
 from rag.train.reader_data import (
+    OtherArticleSearch,
     Pair,
-    _containing,
-    _OtherArticleSearch,
+    containing,
+    sample_questions,
     sentences_of,
     swap_question,
 )
@@ -89,15 +90,8 @@ def build_passage_pairs(
     answerable questions after the first ``skip_questions``, plus every adversarial
     unanswerable question of ``articles``; shuffled."""
     rng = random.Random(seed)
-    answerable: list[tuple[int, int, int]] = []
-    impossible: list[tuple[int, int, int]] = []
-    for ai, article in enumerate(articles):
-        for pi, paragraph in enumerate(article.paragraphs):
-            for qi, qa in enumerate(paragraph.qas):
-                (impossible if qa.impossible else answerable).append((ai, pi, qi))
-    rng.shuffle(answerable)
-    answerable = answerable[skip_questions:max_questions]
-    search = _OtherArticleSearch(articles)
+    answerable, impossible = sample_questions(articles, rng, skip_questions, max_questions)
+    search = OtherArticleSearch(articles)
     questions = [articles[ai].paragraphs[pi].qas[qi] for ai, pi, qi in answerable]
     outside = search.best_outside(
         [(qa.question, ai) for qa, (ai, _, _) in zip(questions, answerable, strict=True)]
@@ -129,7 +123,7 @@ def build_passage_pairs(
         text, title = article.paragraphs[pi].context, article.display_title
         spans = sentences_of(text)
         answer_text, start = qa.answers[0]
-        gold = _containing(spans, start, start + len(answer_text))
+        gold = containing(spans, start, start + len(answer_text))
         if gold is None or text[start : start + len(answer_text)] != answer_text:
             continue
         a, b = window(text, spans, gold, rng)
@@ -157,7 +151,7 @@ def build_passage_pairs(
         spans = sentences_of(text)
         keep = rng.randrange(len(spans))
         for plausible_text, start in qa.plausible[:1]:
-            found = _containing(spans, start, start + len(plausible_text))
+            found = containing(spans, start, start + len(plausible_text))
             keep = found if found is not None else keep
         a, b = window(text, spans, keep, rng)
         pairs.append(Pair(qa.question, article.display_title, text[a:b], None, "adversarial"))

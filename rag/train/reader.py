@@ -196,26 +196,19 @@ def main(argv: list[str] | None = None) -> int:
     else:
         began = time.time()
         split = split_articles(load_articles())
+        shares = dict(swap_share=args.swap_share, same_article_share=args.same_article_share)
         if args.passages:
-            pairs = build_passage_pairs(
-                split.train,
-                args.questions,
-                seed=args.seed,
-                skip_questions=args.skip_questions,
-                swap_share=args.swap_share,
-                same_article_share=args.same_article_share,
-            )
+            builder = build_passage_pairs
         else:
-            pairs = build_pairs(
-                split.train,
-                args.questions,
-                seed=args.seed,
-                skip_questions=args.skip_questions,
-                swap_share=args.swap_share,
-                word_swap_share=args.word_swap_share,
-                context_share=args.context_share,
-                same_article_share=args.same_article_share,
-            )
+            builder = build_pairs
+            shares.update(word_swap_share=args.word_swap_share, context_share=args.context_share)
+        pairs = builder(
+            split.train,
+            args.questions,
+            seed=args.seed,
+            skip_questions=args.skip_questions,
+            **shares,
+        )
         rows = encode_pairs(tokenizer, pairs, args.max_length)
         kinds: dict[str, int] = {}
         for pair in pairs:

@@ -59,7 +59,7 @@ def _words(text: str) -> set[str]:
     return {w.lower() for w in _WORD.findall(text)}
 
 
-def _containing(spans: list[tuple[int, int]], start: int, end: int) -> int | None:
+def containing(spans: list[tuple[int, int]], start: int, end: int) -> int | None:
     for i, (a, b) in enumerate(spans):
         if a <= start and end <= b:
             return i
@@ -116,7 +116,22 @@ def swap_word(question: str, sentence: str, article_text: str, rng: random.Rando
     return re.sub(rf"\b{word}\b", replacement, question, count=1)
 
 
-class _OtherArticleSearch:
+def sample_questions(
+    articles: list[Article], rng: random.Random, skip: int, limit: int
+) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]:
+    """(article, paragraph, qa) indices: the answerable questions shuffled by ``rng`` and cut
+    to ``[skip:limit]``, and every adversarial unanswerable one, in order."""
+    answerable: list[tuple[int, int, int]] = []
+    impossible: list[tuple[int, int, int]] = []
+    for ai, article in enumerate(articles):
+        for pi, paragraph in enumerate(article.paragraphs):
+            for qi, qa in enumerate(paragraph.qas):
+                (impossible if qa.impossible else answerable).append((ai, pi, qi))
+    rng.shuffle(answerable)
+    return answerable[skip:limit], impossible
+
+
+class OtherArticleSearch:
     """BM25 over every sentence of the training articles, to find the best-matching sentence
     outside a question's own article."""
 
@@ -213,15 +228,8 @@ def build_pairs(
             question, titled(title, text, spans, index), text[slice(*spans[index])], None, kind
         )
 
-    answerable: list[tuple[int, int, int]] = []  # (article, paragraph, qa)
-    impossible: list[tuple[int, int, int]] = []
-    for ai, article in enumerate(articles):
-        for pi, paragraph in enumerate(article.paragraphs):
-            for qi, qa in enumerate(paragraph.qas):
-                (impossible if qa.impossible else answerable).append((ai, pi, qi))
-    rng.shuffle(answerable)
-    answerable = answerable[skip_questions:max_questions]
-    search = _OtherArticleSearch(articles)
+    answerable, impossible = sample_questions(articles, rng, skip_questions, max_questions)
+    search = OtherArticleSearch(articles)
     outside = search.best_outside(
         [(articles[ai].paragraphs[pi].qas[qi].question, ai) for ai, pi, qi in answerable]
     )
@@ -242,7 +250,7 @@ def build_pairs(
         text, title = paragraph.context, article.display_title
         spans = sentences_of(text)
         answer_text, start = qa.answers[0]
-        gold = _containing(spans, start, start + len(answer_text))
+        gold = containing(spans, start, start + len(answer_text))
         if gold is None or text[start : start + len(answer_text)] != answer_text:
             continue
         a, b = spans[gold]
@@ -287,7 +295,7 @@ def build_pairs(
         spans = sentences_of(text)
         chosen: set[int] = set()
         for plausible_text, start in qa.plausible[:1]:
-            near = _containing(spans, start, start + len(plausible_text))
+            near = containing(spans, start, start + len(plausible_text))
             if near is not None:
                 chosen.add(near)
         chosen.add(rng.randrange(len(spans)))

@@ -48,3 +48,36 @@ def test_a_constant_feature_is_tolerated() -> None:
     features[:, 1] = 0.5
     weights, bias = fit_answerability(features, labels)
     assert np.isfinite(weights).all() and np.isfinite(bias)
+
+
+def _records(seed: int, separation: float) -> dict[str, list[dict]]:
+    """Calibration records (as ``--records`` writes them) whose context score separates the
+    answerable questions from the others by ``separation`` standard deviations."""
+    rng = np.random.default_rng(seed)
+    sizes = {"answerable": 300, "adversarial": 60, "outside": 140}
+    records = {}
+    for name, size in sizes.items():
+        centre = separation if name == "answerable" else 0.0
+        records[name] = [
+            {"id": f"{name}{i}", "context": float(rng.normal(centre, 1.0)), "dense": 0.5}
+            for i in range(size)
+        ]
+    return records
+
+
+def test_cross_validation_keeps_the_budget_and_credits_a_better_feature() -> None:
+    import pytest
+
+    from rag.train.calibrate import FALSE_REFUSAL_BUDGET, cross_validate
+
+    weak = _records(seed=1, separation=1.0)
+    alone = cross_validate(weak, repeats=3)
+    assert alone["false_refusal_rate"] <= FALSE_REFUSAL_BUDGET + 0.02
+    # the same questions scored by a second, sharper reader: its score as a third feature
+    sharp = _records(seed=2, separation=4.0)
+    both = cross_validate(weak, sharp, repeats=3)
+    assert both["outside_refused"] > alone["outside_refused"] + 0.3
+    assert both["adversarial_refused"] > alone["adversarial_refused"] + 0.3
+    other = {name: list(reversed(rows)) for name, rows in sharp.items()}
+    with pytest.raises(ValueError, match="different questions"):
+        cross_validate(weak, other, repeats=1)

@@ -222,6 +222,47 @@ def choose(records: dict[str, list[dict]]) -> dict:
     }
 
 
+def cross_validate(
+    records: dict[str, list[dict]],
+    extra: dict[str, list[dict]] | None = None,
+    repeats: int = 10,
+    folds: int = 5,
+) -> dict[str, float]:
+    """False refusals and the share of near misses and out-of-corpus questions refused, by
+    ``folds``-fold cross-validation repeated ``repeats`` times: the combination and its
+    threshold fitted inside each training fold (as ``choose`` does on all), applied to the
+    held-out fold. ``extra``: records of the same questions from another reader, whose
+    ``context`` score joins as a third feature."""
+    names = ("answerable", "adversarial", "outside")
+    kind = np.array([i for i, name in enumerate(names) for _ in records[name]])
+    features = _features([row for name in names for row in records[name]])
+    if extra is not None:
+        other = [row for name in names for row in extra[name]]
+        if [r["id"] for r in other] != [r["id"] for name in names for r in records[name]]:
+            raise ValueError("the two record files hold different questions")
+        features = np.c_[features, _features(other)[:, 0]]
+    labels = (kind == 0).astype(int)
+    rates = []
+    for repeat in range(repeats):
+        order = np.random.default_rng(repeat).permutation(len(labels))
+        refused = np.zeros(len(labels), dtype=bool)
+        for fold in range(folds):
+            held = order[fold::folds]
+            train = np.setdiff1d(order, held)
+            weights, bias = fit_answerability(features[train], labels[train])
+            logit = features @ weights + bias
+            answerable = labels[train] == 1
+            threshold = _threshold(logit[train][answerable], logit[train][~answerable])
+            refused[held] = logit[held] < threshold
+        rates.append([refused[kind == k].mean() for k in range(3)])
+    mean = np.mean(rates, axis=0)
+    return {
+        "false_refusal_rate": round(float(mean[0]), 3),
+        "adversarial_refused": round(float(mean[1]), 3),
+        "outside_refused": round(float(mean[2]), 3),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     from rag.reader import READER_DIR
     from rag.train.heldout import build
@@ -230,7 +271,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reader", type=Path, default=READER_DIR)
     parser.add_argument("--sets", type=Path, default=Path("build/heldout"))
     parser.add_argument("--records", type=Path, default=None, help="also write per-question data")
+    parser.add_argument(
+        "--cross-validate",
+        type=Path,
+        nargs="+",
+        metavar="RECORDS",
+        help="only print the cross-validated refusal figures of records written by --records "
+        "(a second file: another reader's score on the same questions as a third feature)",
+    )
     args = parser.parse_args(argv)
+    if args.cross_validate:
+        files = [json.loads(path.read_text()) for path in args.cross_validate[:2]]
+        print(json.dumps(cross_validate(files[0], files[1] if len(files) > 1 else None)))
+        return 0
     build(args.sets, splits=("validation",))
     with tempfile.TemporaryDirectory(prefix="rag-calibrate-") as index_dir:
         records = collect(args.reader, args.sets / "validation", Path(index_dir))

@@ -74,8 +74,18 @@ class Calibration:
     before it (``with_context``; the answer pipeline's ``context_score``): with it the reader
     refuses more near misses at the same false-refusal rate, while ranking stays on the
     sentences alone. A single sentence counts as answering when its reader
-    score reaches ``sentence_threshold``."""
+    score reaches ``sentence_threshold``.
 
+    A candidate sentence's score (what ranks sentences, and what ``sentence_threshold``,
+    ``second_sentence_margin`` and ``direct_answer_threshold`` apply to) is ``sentence_score``:
+    a logistic regression's logit of "this sentence holds the answer" on the reader's score,
+    the sentence's cosine similarity to the question and its chunk's retrieval rank. The
+    defaults make it the reader's score alone."""
+
+    rank_reader_weight: float = 1.0
+    rank_cosine_weight: float = 0.0
+    rank_chunk_weight: float = 0.0  # per place down the retrieved chunks (0 = best)
+    rank_bias: float = 0.0
     answer_reader_weight: float = 1.0
     answer_dense_weight: float = 0.0
     answer_bias: float = 0.0
@@ -83,6 +93,16 @@ class Calibration:
     sentence_threshold: float = 0.0  # a sentence answers from this reader score up
     second_sentence_margin: float = 1.0  # quote a second sentence this close to the best
     direct_answer_threshold: float = 1e4  # lead with the short answer from this score up
+
+    def sentence_score(self, reader_score: float, cosine: float, chunk_rank: int) -> float:
+        """A candidate sentence's score from the reader's, its cosine similarity to the
+        question and its chunk's place among the retrieved ones."""
+        return (
+            self.rank_reader_weight * reader_score
+            + self.rank_cosine_weight * cosine
+            + self.rank_chunk_weight * chunk_rank
+            + self.rank_bias
+        )
 
     def answerability(self, context_score: float, best_cosine: float) -> float:
         """The answer/refuse logit for a question."""

@@ -432,7 +432,7 @@ def test_answer_decision_reads_the_sentence_before(tmp_path, settings: Settings)
     question = "When did Tim Berners-Lee finish the first web browser?"
     chunks = bot.searcher.search(question).chunks
     ranked = bot.rank_sentences(question, chunks)
-    assert bot.context_score(question, ranked, chunks) > ranked[0].score + 2.0
+    assert bot.context_score(question, ranked, chunks) > ranked[0].reader_score + 2.0
     answer = bot.ask(question)
     assert not answer.refused and "December 1990" in answer.answer
 
@@ -456,6 +456,41 @@ def test_passage_reader_reads_each_chunk_once(tmp_path, settings: Settings) -> N
     assert len(sentences) == len(ranked) >= 3  # every sentence, each once
     best = ranked[0]
     assert chunks[best.chunk_index].text[best.answer_start : best.answer_end] == "December 1990"
-    assert bot.context_score(question, ranked, chunks) == best.score
+    assert bot.context_score(question, ranked, chunks) == best.reader_score
     answer = bot.ask(question)
     assert not answer.refused and "December 1990" in answer.answer
+
+
+def test_sentences_rank_by_the_calibrated_combination(tmp_path, settings: Settings) -> None:
+    """A candidate's score combines the reader's score, the sentence's similarity to the
+    question and its chunk's place with reader.json's calibrated weights, and ranks by it: with
+    the reader's weight set to zero, the order is the embedding similarity's."""
+    import json
+    import shutil
+
+    from rag.reader import READER_DIR
+
+    write_browser_docs(tmp_path / "docs")
+    assert ingest([tmp_path / "docs"], settings).ok
+    question = "When did Tim Berners-Lee finish the first web browser?"
+    bot = RAG(settings)
+    chunks = bot.searcher.search(question).chunks
+    ranked = bot.rank_sentences(question, chunks)
+    calibration = bot.reader.calibration
+    for candidate in ranked:
+        expected = calibration.sentence_score(
+            candidate.reader_score, candidate.cosine, candidate.chunk_index
+        )
+        assert candidate.score == pytest.approx(expected)
+    assert [c.score for c in ranked] == sorted((c.score for c in ranked), reverse=True)
+    assert len({c.cosine for c in ranked}) > 1
+
+    folder = tmp_path / "reader"
+    shutil.copytree(READER_DIR, folder)
+    info = json.loads((folder / "reader.json").read_text())
+    info["calibration"] |= {"rank_reader_weight": 0.0, "rank_cosine_weight": 1.0}
+    info["calibration"] |= {"rank_chunk_weight": 0.0, "rank_bias": 0.0}
+    (folder / "reader.json").write_text(json.dumps(info))
+    by_cosine = RAG(settings.model_copy(update={"reader_dir": folder}))
+    reranked = by_cosine.rank_sentences(question, chunks)
+    assert [c.score for c in reranked] == sorted((c.cosine for c in ranked), reverse=True)

@@ -50,34 +50,63 @@ def test_a_constant_feature_is_tolerated() -> None:
     assert np.isfinite(weights).all() and np.isfinite(bias)
 
 
-def _records(seed: int, separation: float) -> dict[str, list[dict]]:
-    """Calibration records (as ``--records`` writes them) whose context score separates the
-    answerable questions from the others by ``separation`` standard deviations."""
+def _records(seed: int, separation: float, cosine_signal: float = 0.0) -> dict[str, list[dict]]:
+    """Calibration records (as ``--records`` writes them): six candidates per question, one of
+    an answerable question's holding its answer. The in-context score of that candidate (of
+    the best one elsewhere) separates answerable questions from the others by ``separation``
+    standard deviations; its cosine is ``cosine_signal`` above the others'; reader scores
+    alone do not tell which candidate answers."""
     rng = np.random.default_rng(seed)
     sizes = {"answerable": 300, "adversarial": 60, "outside": 140}
     records = {}
     for name, size in sizes.items():
-        centre = separation if name == "answerable" else 0.0
-        records[name] = [
-            {"id": f"{name}{i}", "context": float(rng.normal(centre, 1.0)), "dense": 0.5}
-            for i in range(size)
-        ]
+        rows = []
+        for i in range(size):
+            answer = int(rng.integers(6)) if name == "answerable" else -1
+            cands = []
+            for c in range(6):
+                holds = c == answer
+                cands.append(
+                    {
+                        "score": float(rng.normal(0.0, 3.0)),
+                        "ctx": float(rng.normal(separation if holds else 0.0, 1.0)),
+                        "cos": float(rng.normal(0.4 + (cosine_signal if holds else 0.0), 0.05)),
+                        "rank": c // 2,
+                        "text": f"Sentence {c} says {'Answerum' if holds else 'nothing'}.",
+                        "direct": "Answerum" if holds else "",
+                    }
+                )
+            expected = [["Answerum"]] if name == "answerable" else []
+            rows.append({"id": f"{name}{i}", "expected": expected, "dense": 0.5, "cands": cands})
+        records[name] = rows
     return records
 
 
-def test_cross_validation_keeps_the_budget_and_credits_a_better_feature() -> None:
-    import pytest
+def test_ranker_learns_which_feature_finds_the_answer() -> None:
+    from rag.train.ranking import Ranker, fit_ranker, holds_answer, ranked
 
+    records = _records(seed=1, separation=1.0, cosine_signal=0.2)
+    ranker = fit_ranker(records["answerable"])
+    assert ranker.cosine > 10 * abs(ranker.reader)
+
+    def top1(ranker: Ranker) -> float:
+        rows = [ranked(row, ranker) for row in records["answerable"]]
+        return float(np.mean([holds_answer(row, row["texts"][:1]) for row in rows]))
+
+    assert top1(ranker) > 0.95 and top1(Ranker()) < 0.4
+
+
+def test_cross_validation_keeps_the_budget_and_credits_a_better_ranker() -> None:
     from rag.train.calibrate import FALSE_REFUSAL_BUDGET, cross_validate
 
-    weak = _records(seed=1, separation=1.0)
-    alone = cross_validate(weak, repeats=3)
-    assert alone["false_refusal_rate"] <= FALSE_REFUSAL_BUDGET + 0.02
-    # the same questions scored by a second, sharper reader: its score as a third feature
-    sharp = _records(seed=2, separation=4.0)
-    both = cross_validate(weak, sharp, repeats=3)
-    assert both["outside_refused"] > alone["outside_refused"] + 0.3
-    assert both["adversarial_refused"] > alone["adversarial_refused"] + 0.3
-    other = {name: list(reversed(rows)) for name, rows in sharp.items()}
-    with pytest.raises(ValueError, match="different questions"):
-        cross_validate(weak, other, repeats=1)
+    weak = cross_validate(_records(seed=1, separation=1.0), repeats=2)
+    assert weak["false_refusal_rate"] <= FALSE_REFUSAL_BUDGET + 0.02
+    assert weak["top1_sentence_has_answer"] < 0.4
+    # the answering candidate has a higher cosine: the ranker finds it, and its in-context score
+    # (now among the two re-read) tells answerable questions from the others
+    sharp = cross_validate(_records(seed=1, separation=4.0, cosine_signal=0.2), repeats=2)
+    assert sharp["false_refusal_rate"] <= FALSE_REFUSAL_BUDGET + 0.02
+    assert sharp["top1_sentence_has_answer"] > 0.95
+    assert sharp["answer_accuracy"] > 0.9
+    assert sharp["outside_refused"] > weak["outside_refused"] + 0.3
+    assert sharp["adversarial_refused"] > weak["adversarial_refused"] + 0.3

@@ -208,7 +208,8 @@ class AnswerChecker:
 
     def _passes(self, turn: Turn, text: str, markers: list[int]) -> tuple[str, Support] | None:
         """The sentence with its support, when it is supported, on topic and answers the
-        question in the reader's judgement; None when it is dropped."""
+        question in the reader's judgement (scored as a candidate sentence of the support's
+        chunk, so the calibrated thresholds apply); None when it is dropped."""
         if REFUSAL_PHRASES.search(text):
             return None
         strict = turn.spec.capabilities.strict
@@ -228,8 +229,11 @@ class AnswerChecker:
         if strict and turn.ranked:
             bar = max(bar, turn.ranked[0].score - calibration.second_sentence_margin)
         title = chunks[support.chunk_index].title
-        score = self.reader.score(turn.standalone, [(title, text)])[0]
-        return (text, support) if score.score >= bar else None
+        read = self.reader.score(turn.standalone, [(title, text)])[0]
+        embedder = self.verifier.embedder
+        cosine = float(embedder.encode([text])[0] @ embedder.encode_query(turn.standalone))
+        score = calibration.sentence_score(read.score, cosine, support.chunk_index)
+        return (text, support) if score >= bar else None
 
 
 class CheckAnswer(Runnable[dict[str, Any], Any]):

@@ -86,7 +86,9 @@ class StreamEvent:
 @dataclass(frozen=True)
 class Candidate:
     """A sentence of a retrieved chunk (a lead-in with the list it introduces), as the reader
-    scored it for the question. Offsets are within the chunk's text."""
+    scored it for the question. Offsets are within the chunk's text. ``score`` ranks: the
+    calibrated combination of ``reader_score``, ``cosine`` and the chunk's place
+    (``rag.reader.Calibration.sentence_score``)."""
 
     score: float
     chunk_index: int
@@ -94,3 +96,5 @@ class Candidate:
     end: int
     answer_start: int  # the reader's short answer inside the sentence
     answer_end: int
+    reader_score: float = 0.0  # the reader's own score for the sentence
+    cosine: float = 0.0  # the sentence's embedding similarity to the question

@@ -359,23 +359,30 @@ class RAG:
         self, question: str, ranked: list[Candidate], chunks: list[RetrievedChunk]
     ) -> float:
         """The best reader score of the CONTEXT_CANDIDATES best-ranked sentences, each read
-        after the sentence before it in its chunk (one opening its chunk is read alone): what
-        decides whether the documents answer. With the sentence before, the reader sees what
+        after the sentence before it in its chunk (``in_context_scores``): what decides whether
+        the documents answer."""
+        scores = self.in_context_scores(question, ranked[:CONTEXT_CANDIDATES], chunks)
+        return max(scores, default=float("-inf"))
+
+    def in_context_scores(
+        self, question: str, candidates: list[Candidate], chunks: list[RetrievedChunk]
+    ) -> list[float]:
+        """The reader's score for each candidate read after the sentence before it in its chunk
+        (one opening its chunk is read alone). With the sentence before, the reader sees what
         "he" or "it" stands for and what the sentence continues."""
         if self.reader.reads_passages:
             # Each sentence was scored in a read of its whole chunk: already in context.
-            return max((candidate.score for candidate in ranked), default=float("-inf"))
-        candidates = []
-        for candidate in ranked[:CONTEXT_CANDIDATES]:
+            return [candidate.reader_score for candidate in candidates]
+        inputs = []
+        for candidate in candidates:
             chunk = chunks[candidate.chunk_index]
             spans = self.verifier.chunk_sentences(chunk).spans
             before = [(a, b) for a, b in spans if b <= candidate.start]
             title = chunk.title
             if before:
                 title = with_context(title, chunk.text[before[-1][0] : before[-1][1]])
-            candidates.append((title, chunk.text[candidate.start : candidate.end]))
-        scores = self.reader.score(question, candidates)
-        return max((score.score for score in scores), default=float("-inf"))
+            inputs.append((title, chunk.text[candidate.start : candidate.end]))
+        return [score.score for score in self.reader.score(question, inputs)] if inputs else []
 
     def _refusal_reason(self, turn: Turn) -> str | None:
         if not turn.ranked:
@@ -402,9 +409,11 @@ class RAG:
 
     def rank_sentences(self, question: str, chunks: list[RetrievedChunk]) -> list[Candidate]:
         """The retrieved chunks' sentences (a lead-in ending in ':' carries its list), scored by
-        the reader, best first. Sentences repeated by overlapping chunks are scored once; past
-        MAX_READER_CANDIDATES, those farthest from the question in embedding space are left out
-        (the reader costs 10–14 ms a sentence on two cores)."""
+        the reader, best first (by ``Calibration.sentence_score``: the reader's score with the
+        sentence's similarity to the question and its chunk's place). Sentences repeated by
+        overlapping chunks are scored once; past MAX_READER_CANDIDATES, those farthest from the
+        question in embedding space are left out (the reader costs 10–14 ms a sentence on two
+        cores)."""
         if not chunks:
             return []
         if self.reader.reads_passages:
@@ -425,9 +434,19 @@ class RAG:
         scores = self.reader.score(
             question, [(chunks[index].title, chunks[index].text[a:b]) for _, index, a, b in pool]
         )
+        calibration = self.reader.calibration
         ranked = [
-            Candidate(score.score, index, a, b, a + score.start, a + score.end)
-            for (_, index, a, b), score in zip(pool, scores, strict=True)
+            Candidate(
+                calibration.sentence_score(score.score, cosine, index),
+                index,
+                a,
+                b,
+                a + score.start,
+                a + score.end,
+                reader_score=score.score,
+                cosine=cosine,
+            )
+            for (cosine, index, a, b), score in zip(pool, scores, strict=True)
         ]
         ranked.sort(key=lambda candidate: candidate.score, reverse=True)
         return ranked
@@ -453,11 +472,20 @@ class RAG:
             question,
             [(chunk.title, chunk.text, own) for chunk, own in zip(chunks, units, strict=True)],
         )
+        calibration = self.reader.calibration  # no cosine here: calibrated without one
         best: dict[tuple[str, int, int], Candidate] = {}
         for index, (chunk, own, scored) in enumerate(zip(chunks, units, scores, strict=True)):
             for (a, b), score in zip(own, scored, strict=True):
                 key = (chunk.source, chunk.start + a, chunk.start + b)
-                candidate = Candidate(score.score, index, a, b, a + score.start, a + score.end)
+                candidate = Candidate(
+                    calibration.sentence_score(score.score, 0.0, index),
+                    index,
+                    a,
+                    b,
+                    a + score.start,
+                    a + score.end,
+                    reader_score=score.score,
+                )
                 if key not in best or candidate.score > best[key].score:
                     best[key] = candidate
         return sorted(best.values(), key=lambda candidate: candidate.score, reverse=True)

@@ -5,12 +5,16 @@
 Indexes the validation corpus (rag.train.heldout), runs retrieval and the reader on its three
 question sets exactly as answering does, and picks:
 
+- the sentence ranker (``rag.train.ranking``): a logistic regression of "this candidate
+  sentence holds the answer" on the reader's score, the sentence's cosine similarity to the
+  question and its chunk's retrieval rank, fitted on the answerable questions' candidates;
+  its logit is the candidate's score below;
 - the answerability combination: a logistic regression of "answerable" on the reader's best
   score for the top sentences read after the sentence before them (the pipeline's
   ``context_score``) and the best chunk's cosine similarity, fitted on the validation
   questions (answerable vs adversarial and out-of-corpus);
-- ``answer_threshold`` on that combination, and ``sentence_threshold`` on the reader score
-  alone: the highest values whose false-refusal rate on the answerable questions stays within
+- ``answer_threshold`` on that combination, and ``sentence_threshold`` on the best
+  candidate's score alone: the highest values whose false-refusal rate on the answerable questions stays within
   FALSE_REFUSAL_BUDGET, i.e. as many unanswerable questions refused as that budget allows;
 - ``direct_answer_threshold``: the lowest best-sentence score at which the reader's short answer
   leads the quote and is right (SQuAD token F1 >= 0.5 with an expected answer) for at least
@@ -19,8 +23,9 @@ question sets exactly as answering does, and picks:
   quoted too, maximising answer accuracy less SECOND_SENTENCE_COST per two-sentence answer
   (a second quote is worth it when at least one in ten rescues an answer).
 
-Both, with the validation figures they came from, go into the model's ``reader.json``. The test
-split is never read here.
+All of it, with the validation figures it came from, goes into the model's ``reader.json``.
+The test split is never read here. ``--cross-validate RECORDS`` prints the same figures by
+cross-validation (each fold calibrated on the others), for judging a change on validation.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.train.ranking import Ranker, fit_ranker, holds_answer, ranked
+
 FALSE_REFUSAL_BUDGET = 0.05
 SECOND_SENTENCE_COST = 0.1
 DIRECT_PRECISION = 0.8
@@ -40,7 +47,8 @@ MARGINS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
 
 
 def collect(reader_dir: Path, sets_dir: Path, index_dir: Path) -> dict[str, list[dict]]:
-    """Per question: the best few candidates' scores and texts, as answering would see them."""
+    """Per question: every candidate sentence answering would read, with the reader's score
+    alone and in context, its cosine and chunk rank (the rows ``rag.train.ranking`` reads)."""
     from rag.answer import RAG, direct_answer
     from rag.config import load_settings
     from rag.evaluation import load_question_set
@@ -53,18 +61,27 @@ def collect(reader_dir: Path, sets_dir: Path, index_dir: Path) -> dict[str, list
     for name in ("answerable", "adversarial", "outside"):
         rows = []
         for item in load_question_set(sets_dir / f"{name}.yaml").items():
-            retrieval = bot.searcher.search(item.case.question)
+            question = item.case.question
+            retrieval = bot.searcher.search(question)
             chunks = retrieval.chunks
-            ranked = bot.rank_sentences(item.case.question, chunks)
+            candidates = bot.rank_sentences(question, chunks)
+            in_context = bot.in_context_scores(question, candidates, chunks)
             rows.append(
                 {
                     "id": item.id,
                     "expected": item.case.expected,
-                    "scores": [c.score for c in ranked[:3]],
                     "dense": retrieval.best_dense,
-                    "context": bot.context_score(item.case.question, ranked, chunks),
-                    "texts": [chunks[c.chunk_index].text[c.start : c.end] for c in ranked[:3]],
-                    "direct": direct_answer(ranked[0], chunks) if ranked else "",
+                    "cands": [
+                        {
+                            "score": c.reader_score,
+                            "ctx": ctx,
+                            "cos": c.cosine,
+                            "rank": c.chunk_index,
+                            "text": chunks[c.chunk_index].text[c.start : c.end],
+                            "direct": direct_answer(c, chunks),
+                        }
+                        for c, ctx in zip(candidates, in_context, strict=True)
+                    ],
                 }
             )
         records[name] = rows
@@ -73,12 +90,6 @@ def collect(reader_dir: Path, sets_dir: Path, index_dir: Path) -> dict[str, list
 
 def _best(rows: list[dict]) -> np.ndarray:
     return np.array([r["scores"][0] if r["scores"] else -1e4 for r in rows])
-
-
-def _correct(row: dict, texts: list[str]) -> bool:
-    from rag.evaluation import missing_groups
-
-    return bool(row["expected"]) and not missing_groups(" ".join(texts), row["expected"])
 
 
 def token_f1(prediction: str, truth: str) -> float:
@@ -149,7 +160,30 @@ def fit_answerability(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndar
     return weights, float(model.intercept_[0] - weights @ scaler.mean_)
 
 
+def quoted(row: dict, sentence_threshold: float, margin: float) -> list[str]:
+    """What an extractive answer quotes for a ranked row: the best sentence, and the second
+    when it reaches ``sentence_threshold`` and scores within ``margin`` of the best."""
+    scores, texts = row["scores"], row["texts"]
+    if len(scores) > 1 and scores[1] >= max(sentence_threshold, scores[0] - margin):
+        return texts[:2]
+    return texts[:1]
+
+
 def choose(records: dict[str, list[dict]]) -> dict:
+    """The calibration (reader.json ``calibration``) for records written by ``collect``."""
+    ranker = fit_ranker(records["answerable"])
+    calibration = {
+        "rank_reader_weight": round(ranker.reader, 6),
+        "rank_cosine_weight": round(ranker.cosine, 6),
+        "rank_chunk_weight": round(ranker.chunk, 6),
+        "rank_bias": round(ranker.bias, 6),
+    }
+    seen = {name: [ranked(row, ranker) for row in rows] for name, rows in records.items()}
+    return calibration | _thresholds(seen)
+
+
+def _thresholds(records: dict[str, list[dict]]) -> dict:
+    """Answerability, thresholds and margin for rows already ranked (``ranking.ranked``)."""
     rows = records["answerable"] + records["adversarial"] + records["outside"]
     labels = np.array(
         [1] * len(records["answerable"]) + [0] * (len(rows) - len(records["answerable"]))
@@ -171,20 +205,14 @@ def choose(records: dict[str, list[dict]]) -> dict:
     ]
 
     def accuracy(margin: float) -> tuple[float, float]:
-        correct, two = 0, 0
-        for row in answered:
-            scores = row["scores"]
-            texts = [row["texts"][0]]
-            if len(scores) > 1 and scores[1] >= max(sentence_threshold, scores[0] - margin):
-                texts.append(row["texts"][1])
-                two += 1
-            correct += _correct(row, texts)
+        texts = [quoted(row, sentence_threshold, margin) for row in answered]
+        correct = sum(holds_answer(row, t) for row, t in zip(answered, texts, strict=True))
         n = len(records["answerable"])
-        return correct / n, two / n
+        return correct / n, sum(len(t) == 2 for t in texts) / n
 
     scored = {m: accuracy(m) for m in MARGINS}
     margin = max(MARGINS, key=lambda m: scored[m][0] - SECOND_SENTENCE_COST * scored[m][1])
-    top1 = np.mean([_correct(r, r["texts"][:1]) for r in records["answerable"] if r["texts"]])
+    top1 = np.mean([holds_answer(r, r["texts"][:1]) for r in records["answerable"] if r["texts"]])
     direct, direct_precision, direct_share = direct_threshold(answered)
     return {
         "answer_reader_weight": round(float(reader_weight), 4),
@@ -222,45 +250,70 @@ def choose(records: dict[str, list[dict]]) -> dict:
     }
 
 
+def outcome(calibration: dict, row: dict) -> tuple[bool, bool, bool]:
+    """(refused, top sentence holds the answer, answered right) for one question of records
+    written by ``collect``, under ``calibration`` (as ``choose`` returns it)."""
+    ranker = Ranker(
+        calibration["rank_reader_weight"],
+        calibration["rank_cosine_weight"],
+        calibration["rank_chunk_weight"],
+        calibration["rank_bias"],
+    )
+    seen = ranked(row, ranker)
+    context, dense = _features([seen])[0]
+    logit = (
+        calibration["answer_reader_weight"] * context
+        + calibration["answer_dense_weight"] * dense
+        + calibration["answer_bias"]
+    )
+    refused = bool(logit < calibration["answer_threshold"])
+    texts = quoted(seen, calibration["sentence_threshold"], calibration["second_sentence_margin"])
+    top = holds_answer(seen, seen["texts"][:1])
+    return refused, top, not refused and holds_answer(seen, texts)
+
+
 def cross_validate(
-    records: dict[str, list[dict]],
-    extra: dict[str, list[dict]] | None = None,
-    repeats: int = 10,
-    folds: int = 5,
+    records: dict[str, list[dict]], repeats: int = 10, folds: int = 5
 ) -> dict[str, float]:
-    """False refusals and the share of near misses and out-of-corpus questions refused, by
-    ``folds``-fold cross-validation repeated ``repeats`` times: the combination and its
-    threshold fitted inside each training fold (as ``choose`` does on all), applied to the
-    held-out fold. ``extra``: records of the same questions from another reader, whose
-    ``context`` score joins as a third feature."""
+    """The validation figures by ``folds``-fold cross-validation repeated ``repeats`` times:
+    ``choose`` run on each training fold (ranker, answerability, thresholds, margin), its
+    calibration applied to the held-out fold. False refusals, the share of near misses and of
+    out-of-corpus questions refused, and over the answerable questions the share whose top
+    sentence holds the answer and the share answered right."""
     names = ("answerable", "adversarial", "outside")
+    rows = [row for name in names for row in records[name]]
     kind = np.array([i for i, name in enumerate(names) for _ in records[name]])
-    features = _features([row for name in names for row in records[name]])
-    if extra is not None:
-        other = [row for name in names for row in extra[name]]
-        if [r["id"] for r in other] != [r["id"] for name in names for r in records[name]]:
-            raise ValueError("the two record files hold different questions")
-        features = np.c_[features, _features(other)[:, 0]]
-    labels = (kind == 0).astype(int)
-    rates = []
+    figures = []
     for repeat in range(repeats):
-        order = np.random.default_rng(repeat).permutation(len(labels))
-        refused = np.zeros(len(labels), dtype=bool)
+        order = np.random.default_rng(repeat).permutation(len(rows))
+        results = np.zeros((len(rows), 3), dtype=bool)
         for fold in range(folds):
             held = order[fold::folds]
             train = np.setdiff1d(order, held)
-            weights, bias = fit_answerability(features[train], labels[train])
-            logit = features @ weights + bias
-            answerable = labels[train] == 1
-            threshold = _threshold(logit[train][answerable], logit[train][~answerable])
-            refused[held] = logit[held] < threshold
-        rates.append([refused[kind == k].mean() for k in range(3)])
-    mean = np.mean(rates, axis=0)
-    return {
-        "false_refusal_rate": round(float(mean[0]), 3),
-        "adversarial_refused": round(float(mean[1]), 3),
-        "outside_refused": round(float(mean[2]), 3),
-    }
+            calibration = choose(
+                {name: [rows[i] for i in train if kind[i] == k] for k, name in enumerate(names)}
+            )
+            for i in held:
+                results[i] = outcome(calibration, rows[i])
+        answerable = results[kind == 0]
+        figures.append(
+            [
+                answerable[:, 0].mean(),
+                results[kind == 1, 0].mean(),
+                results[kind == 2, 0].mean(),
+                answerable[:, 1].mean(),
+                answerable[:, 2].mean(),
+            ]
+        )
+    mean = np.mean(figures, axis=0)
+    keys = (
+        "false_refusal_rate",
+        "adversarial_refused",
+        "outside_refused",
+        "top1_sentence_has_answer",
+        "answer_accuracy",
+    )
+    return {key: round(float(value), 3) for key, value in zip(keys, mean, strict=True)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,15 +327,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cross-validate",
         type=Path,
-        nargs="+",
         metavar="RECORDS",
-        help="only print the cross-validated refusal figures of records written by --records "
-        "(a second file: another reader's score on the same questions as a third feature)",
+        help="only print the cross-validated validation figures of records written by --records",
     )
     args = parser.parse_args(argv)
     if args.cross_validate:
-        files = [json.loads(path.read_text()) for path in args.cross_validate[:2]]
-        print(json.dumps(cross_validate(files[0], files[1] if len(files) > 1 else None)))
+        print(json.dumps(cross_validate(json.loads(args.cross_validate.read_text()))))
         return 0
     build(args.sets, splits=("validation",))
     with tempfile.TemporaryDirectory(prefix="rag-calibrate-") as index_dir:

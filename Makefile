@@ -97,7 +97,7 @@ eval-gate: heldout
 	  --fail-over false_refusal_rate=0.14,uncited_sentence_rate=0
 	$(RAG) ingest build/heldout/test/corpus --index $(GATE)/heldout >/dev/null
 	$(RAG) eval build/heldout/test/answerable.yaml --index $(GATE)/heldout \
-	  --json $(GATE)/answerable.json --fail-under answer_accuracy=0.81,citation_accuracy=0.80 \
+	  --json $(GATE)/answerable.json --fail-under answer_accuracy=0.80,citation_accuracy=0.80 \
 	  --fail-over false_refusal_rate=0.06,uncited_sentence_rate=0
 	$(RAG) eval build/heldout/test/adversarial.yaml --index $(GATE)/heldout \
 	  --json $(GATE)/adversarial.json --fail-under refusal_accuracy=0.28

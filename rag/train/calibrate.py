@@ -14,8 +14,9 @@ question sets exactly as answering does, and picks:
   ``context_score``) and the best chunk's cosine similarity, fitted on the validation
   questions (answerable vs adversarial and out-of-corpus);
 - ``answer_threshold`` on that combination, and ``sentence_threshold`` on the best
-  candidate's score alone: the highest values whose false-refusal rate on the answerable questions stays within
-  FALSE_REFUSAL_BUDGET, i.e. as many unanswerable questions refused as that budget allows;
+  candidate's score alone: the highest values whose false-refusal rate on the answerable
+  questions stays within FALSE_REFUSAL_BUDGET, i.e. as many unanswerable questions refused as
+  that budget allows;
 - ``direct_answer_threshold``: the lowest best-sentence score at which the reader's short answer
   leads the quote and is right (SQuAD token F1 >= 0.5 with an expected answer) for at least
   DIRECT_PRECISION of the validation answers that show one;

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from rag.reader import MAX_LENGTH, PASSAGE_MAX_LENGTH, READER_DIR, reader_text
+from rag.train.listwise import answer_scores, grouped_order, listwise_loss
 from rag.train.passage_data import build_passage_pairs
 from rag.train.reader_data import Pair, build_pairs
 from rag.train.squad import load_articles, split_articles
@@ -39,6 +40,7 @@ def encode_pairs(tokenizer, pairs: list[Pair], max_length: int) -> list[dict]:
         return_offsets_mapping=True,
     )
     rows = []
+    groups: dict[str, int] = {}
     for i, pair in enumerate(pairs):
         start_label = end_label = 0
         if pair.answer is not None:
@@ -59,6 +61,7 @@ def encode_pairs(tokenizer, pairs: list[Pair], max_length: int) -> list[dict]:
                 "token_type_ids": encoded["token_type_ids"][i],
                 "start": start_label,
                 "end": end_label,
+                "group": groups.setdefault(pair.question, len(groups)),
             }
         )
     return rows
@@ -82,6 +85,7 @@ def collate(rows: list[dict]):
         "attention_mask": mask,
         "start_positions": torch.tensor([r["start"] for r in rows]),
         "end_positions": torch.tensor([r["end"] for r in rows]),
+        "group": torch.tensor([r.get("group", -1) for r in rows]),
     }
 
 
@@ -157,6 +161,13 @@ def main(argv: list[str] | None = None) -> int:
         help="train a passage reader: the question against windows of sentences about one "
         "chunk long (rag.train.passage_data), not single sentences",
     )
+    parser.add_argument(
+        "--listwise",
+        type=float,
+        default=0.0,
+        help="weight of a listwise term ranking each question's pairs against each other "
+        "(rag.train.listwise; 0: off)",
+    )
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -189,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         + (f"-a{args.same_article_share}" if args.same_article_share else "")
         + (f"-t{args.max_length}" if args.max_length != TRAIN_MAX_LENGTH else "")
         + ("-passages" if args.passages else "")
+        + ("-grouped" if args.listwise else "")
         + ".pt"
     )
     if data_file.exists():
@@ -245,7 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     while len(order) < total * args.batch_size:
         epoch = list(range(len(rows)))
         generator.shuffle(epoch)
-        if args.passages:
+        if args.listwise:
+            epoch = grouped_order([row["group"] for row in rows], generator)
+        elif args.passages:
             epoch = bucketed(epoch, rows, args.batch_size, generator)
         order.extend(epoch)
 
@@ -269,8 +283,20 @@ def main(argv: list[str] | None = None) -> int:
             [rows[i] for i in order[step * args.batch_size : (step + 1) * args.batch_size]]
         )
         batch = {name: tensor.to(device) for name, tensor in batch.items()}
+        groups = batch.pop("group")
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            loss = model(**batch).loss
+            output = model(**batch)
+            loss = output.loss
+            if args.listwise:
+                scores = answer_scores(
+                    output.start_logits,
+                    output.end_logits,
+                    batch["token_type_ids"],
+                    batch["attention_mask"],
+                )
+                ranking = listwise_loss(scores.float(), groups, batch["start_positions"] > 0)
+                if ranking is not None:
+                    loss = loss + args.listwise * ranking
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -345,6 +371,7 @@ def export(model, tokenizer, folder: Path, args, step: int, total: int, kinds, p
         "word_swap_share": args.word_swap_share,
         "context_share": args.context_share,
         "same_article_share": args.same_article_share,
+        "listwise": args.listwise,
         "seed": args.seed,
         "max_length": args.max_length,
         "inference_max_length": PASSAGE_MAX_LENGTH if args.passages else MAX_LENGTH,

@@ -214,7 +214,9 @@ class AnswerChecker:
             return None
         strict = turn.spec.capabilities.strict
         chunks = turn.chunks
-        row = self.verifier.support([text], chunks, single_only=strict)[0]
+        embedder = self.verifier.embedder
+        vectors = embedder.encode([text])
+        row = self.verifier.support([text], chunks, single_only=strict, vectors=vectors)[0]
         support = choose_support(row, markers, chunks)
         min_support = STRICT_MIN_SUPPORT if strict else MIN_SUPPORT
         if (
@@ -230,8 +232,7 @@ class AnswerChecker:
             bar = max(bar, turn.ranked[0].score - calibration.second_sentence_margin)
         title = chunks[support.chunk_index].title
         read = self.reader.score(turn.standalone, [(title, text)])[0]
-        embedder = self.verifier.embedder
-        cosine = float(embedder.encode([text])[0] @ embedder.encode_query(turn.standalone))
+        cosine = float(vectors[0] @ embedder.encode_query(turn.standalone))
         score = calibration.sentence_score(read.score, cosine, support.chunk_index)
         return (text, support) if score >= bar else None
 

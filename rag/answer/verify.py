@@ -81,16 +81,22 @@ class Verifier:
         return info.window_vectors
 
     def support(
-        self, sentences: list[str], chunks: list[RetrievedChunk], single_only: bool = False
+        self,
+        sentences: list[str],
+        chunks: list[RetrievedChunk],
+        single_only: bool = False,
+        vectors: np.ndarray | None = None,
     ) -> list[list[tuple[float, int, int]]]:
         """For each sentence, per chunk: (support score, window start, window end) of the best
         window (offsets within the chunk). Support blends the share of the sentence's content
         words found in the window with embedding similarity; a number absent from the window
         zeroes it. ``single_only``: one source sentence must support it alone (no two-sentence
-        windows, which let a small model weld a clause of one sentence onto another)."""
+        windows, which let a small model weld a clause of one sentence onto another).
+        ``vectors``: the sentences' embeddings, when the caller has them already."""
         if not sentences or not chunks:
             return [[] for _ in sentences]
-        vectors = self.embedder.encode(sentences)
+        if vectors is None:
+            vectors = self.embedder.encode(sentences)
         table: list[list[tuple[float, int, int]]] = []
         per_chunk = [self.chunk_sentences(chunk) for chunk in chunks]
         for sentence, vector in zip(sentences, vectors, strict=True):

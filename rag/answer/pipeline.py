@@ -52,10 +52,9 @@ from rag.retrieval import HybridRetriever, HybridSearcher, RetrievedChunk
 
 # Sentences the reader scores per question (the best by embedding similarity to it), and the
 # best-ranked of them read again after the sentence before them to decide answer/refuse. Both
-# were chosen on the validation articles as the least reader work that answers and refuses as
-# well as more (2 re-read of 12 against 24 and 4; since the calibrated ranker, 10 against 12;
-# model card), and the calibration in reader.json was fitted with them.
-MAX_READER_CANDIDATES = 10
+# were chosen on the validation articles (the least reader work within one question of 24 and 4
+# there; model card) and the calibration in reader.json was fitted with them.
+MAX_READER_CANDIDATES = 12
 CONTEXT_CANDIDATES = 2
 
 __all__ = ["RAG", "ask", "get_rag", "refusal_text"]

@@ -94,6 +94,12 @@ class Calibration:
     second_sentence_margin: float = 1.0  # quote a second sentence this close to the best
     direct_answer_threshold: float = 1e4  # lead with the short answer from this score up
 
+    @classmethod
+    def from_values(cls, values: dict) -> Calibration:
+        """The calibration from reader.json's ``calibration`` (keys it does not know ignored)."""
+        fields = cls.__dataclass_fields__
+        return cls(**{key: float(value) for key, value in values.items() if key in fields})
+
     def sentence_score(self, reader_score: float, cosine: float, chunk_rank: int) -> float:
         """A candidate sentence's score from the reader's, its cosine similarity to the
         question and its chunk's place among the retrieved ones."""
@@ -191,11 +197,7 @@ class Reader:
     def calibration(self) -> Calibration:
         """The thresholds calibrated for this model (reader.json ``calibration``)."""
         if self._calibration is None:
-            values = self.info().get("calibration", {})
-            fields = Calibration.__dataclass_fields__
-            self._calibration = Calibration(
-                **{k: float(v) for k, v in values.items() if k in fields}
-            )
+            self._calibration = Calibration.from_values(self.info().get("calibration", {}))
         return self._calibration
 
     @functools.cached_property

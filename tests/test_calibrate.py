@@ -83,17 +83,18 @@ def _records(seed: int, separation: float, cosine_signal: float = 0.0) -> dict[s
 
 
 def test_ranker_learns_which_feature_finds_the_answer() -> None:
-    from rag.train.ranking import Ranker, fit_ranker, holds_answer, ranked
+    from rag.reader import Calibration
+    from rag.train.ranking import fit_ranker, holds_answer, ranked
 
     records = _records(seed=1, separation=1.0, cosine_signal=0.2)
     ranker = fit_ranker(records["answerable"])
-    assert ranker.cosine > 10 * abs(ranker.reader)
+    assert ranker.rank_cosine_weight > 10 * abs(ranker.rank_reader_weight)
 
-    def top1(ranker: Ranker) -> float:
+    def top1(ranker: Calibration) -> float:
         rows = [ranked(row, ranker) for row in records["answerable"]]
         return float(np.mean([holds_answer(row, row["texts"][:1]) for row in rows]))
 
-    assert top1(ranker) > 0.95 and top1(Ranker()) < 0.4
+    assert top1(ranker) > 0.95 and top1(Calibration()) < 0.4
 
 
 def test_cross_validation_keeps_the_budget_and_credits_a_better_ranker() -> None:

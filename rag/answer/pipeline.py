@@ -47,7 +47,7 @@ from rag.answer.verify import Verifier, list_end
 from rag.config import RagError, Settings, load_settings
 from rag.embeddings import get_embedder
 from rag.llm import LLMSpec, LLMUnavailableError, endpoint, load_chat_model, parse_spec
-from rag.reader import READER_DIR, Reader, get_reader, with_context
+from rag.reader import READER_DIR, Reader, ReaderScore, get_reader, with_context
 from rag.retrieval import HybridRetriever, HybridSearcher, RetrievedChunk
 
 # Sentences the reader scores per question (the best by embedding similarity to it), and the
@@ -382,7 +382,7 @@ class RAG:
             if before:
                 title = with_context(title, chunk.text[before[-1][0] : before[-1][1]])
             inputs.append((title, chunk.text[candidate.start : candidate.end]))
-        return [score.score for score in self.reader.score(question, inputs)] if inputs else []
+        return [score.score for score in self.reader.score(question, inputs)]
 
     def _refusal_reason(self, turn: Turn) -> str | None:
         if not turn.ranked:
@@ -434,22 +434,28 @@ class RAG:
         scores = self.reader.score(
             question, [(chunks[index].title, chunks[index].text[a:b]) for _, index, a, b in pool]
         )
-        calibration = self.reader.calibration
         ranked = [
-            Candidate(
-                calibration.sentence_score(score.score, cosine, index),
-                index,
-                a,
-                b,
-                a + score.start,
-                a + score.end,
-                reader_score=score.score,
-                cosine=cosine,
-            )
+            self._candidate(score, index, a, b, cosine)
             for (cosine, index, a, b), score in zip(pool, scores, strict=True)
         ]
         ranked.sort(key=lambda candidate: candidate.score, reverse=True)
         return ranked
+
+    def _candidate(
+        self, score: ReaderScore, index: int, a: int, b: int, cosine: float = 0.0
+    ) -> Candidate:
+        """The sentence ``a:b`` of chunk ``index`` as the reader scored it, with its ranking
+        score (``Calibration.sentence_score``)."""
+        return Candidate(
+            self.reader.calibration.sentence_score(score.score, cosine, index),
+            index,
+            a,
+            b,
+            a + score.start,
+            a + score.end,
+            reader_score=score.score,
+            cosine=cosine,
+        )
 
     def sentence_units(self, chunk: RetrievedChunk) -> list[tuple[int, int, int, int]]:
         """What the reader scores in a chunk: (first sentence, last sentence, start, end) of
@@ -472,20 +478,11 @@ class RAG:
             question,
             [(chunk.title, chunk.text, own) for chunk, own in zip(chunks, units, strict=True)],
         )
-        calibration = self.reader.calibration  # no cosine here: calibrated without one
         best: dict[tuple[str, int, int], Candidate] = {}
         for index, (chunk, own, scored) in enumerate(zip(chunks, units, scores, strict=True)):
             for (a, b), score in zip(own, scored, strict=True):
                 key = (chunk.source, chunk.start + a, chunk.start + b)
-                candidate = Candidate(
-                    calibration.sentence_score(score.score, 0.0, index),
-                    index,
-                    a,
-                    b,
-                    a + score.start,
-                    a + score.end,
-                    reader_score=score.score,
-                )
+                candidate = self._candidate(score, index, a, b)  # calibrated without a cosine
                 if key not in best or candidate.score > best[key].score:
                     best[key] = candidate
         return sorted(best.values(), key=lambda candidate: candidate.score, reverse=True)

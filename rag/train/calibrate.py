@@ -39,7 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.train.ranking import Ranker, fit_ranker, holds_answer, ranked
+from rag.reader import Calibration
+from rag.train.ranking import fit_ranker, holds_answer, ranked
 
 FALSE_REFUSAL_BUDGET = 0.05
 SECOND_SENTENCE_COST = 0.1
@@ -174,10 +175,10 @@ def choose(records: dict[str, list[dict]]) -> dict:
     """The calibration (reader.json ``calibration``) for records written by ``collect``."""
     ranker = fit_ranker(records["answerable"])
     calibration = {
-        "rank_reader_weight": round(ranker.reader, 6),
-        "rank_cosine_weight": round(ranker.cosine, 6),
-        "rank_chunk_weight": round(ranker.chunk, 6),
-        "rank_bias": round(ranker.bias, 6),
+        "rank_reader_weight": round(ranker.rank_reader_weight, 6),
+        "rank_cosine_weight": round(ranker.rank_cosine_weight, 6),
+        "rank_chunk_weight": round(ranker.rank_chunk_weight, 6),
+        "rank_bias": round(ranker.rank_bias, 6),
     }
     seen = {name: [ranked(row, ranker) for row in rows] for name, rows in records.items()}
     return calibration | _thresholds(seen)
@@ -254,21 +255,11 @@ def _thresholds(records: dict[str, list[dict]]) -> dict:
 def outcome(calibration: dict, row: dict) -> tuple[bool, bool, bool]:
     """(refused, top sentence holds the answer, answered right) for one question of records
     written by ``collect``, under ``calibration`` (as ``choose`` returns it)."""
-    ranker = Ranker(
-        calibration["rank_reader_weight"],
-        calibration["rank_cosine_weight"],
-        calibration["rank_chunk_weight"],
-        calibration["rank_bias"],
-    )
-    seen = ranked(row, ranker)
-    context, dense = _features([seen])[0]
-    logit = (
-        calibration["answer_reader_weight"] * context
-        + calibration["answer_dense_weight"] * dense
-        + calibration["answer_bias"]
-    )
-    refused = bool(logit < calibration["answer_threshold"])
-    texts = quoted(seen, calibration["sentence_threshold"], calibration["second_sentence_margin"])
+    values = Calibration.from_values(calibration)
+    seen = ranked(row, values)
+    logit = values.answerability(*_features([seen])[0])
+    refused = bool(logit < values.answer_threshold)
+    texts = quoted(seen, values.sentence_threshold, values.second_sentence_margin)
     top = holds_answer(seen, seen["texts"][:1])
     return refused, top, not refused and holds_answer(seen, texts)
 

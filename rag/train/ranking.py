@@ -10,31 +10,12 @@ alone, ``ctx`` read after the sentence before it, ``cos``, ``rank`` (its chunk's
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from rag.answer.pipeline import CONTEXT_CANDIDATES
+from rag.reader import Calibration
 
 TOP = 3  # candidates kept per question once ranked
-
-
-@dataclass(frozen=True)
-class Ranker:
-    """Weights of a candidate's reader score, cosine and chunk rank, and a bias."""
-
-    reader: float = 1.0
-    cosine: float = 0.0
-    chunk: float = 0.0
-    bias: float = 0.0
-
-    def score(self, candidate: dict) -> float:
-        return (
-            self.reader * candidate["score"]
-            + self.cosine * candidate["cos"]
-            + self.chunk * candidate["rank"]
-            + self.bias
-        )
 
 
 def holds_answer(row: dict, texts: list[str]) -> bool:
@@ -44,10 +25,11 @@ def holds_answer(row: dict, texts: list[str]) -> bool:
     return bool(row["expected"]) and not missing_groups(" ".join(texts), row["expected"])
 
 
-def fit_ranker(rows: list[dict]) -> Ranker:
+def fit_ranker(rows: list[dict]) -> Calibration:
     """A logistic regression of "this candidate holds the answer" over the candidates of the
     answerable questions ``rows``, on standardised features (so the L2 penalty treats the
-    reader's score, spanning tens of units, and the cosine, under one, alike)."""
+    reader's score, spanning tens of units, and the cosine, under one, alike): a calibration
+    holding the ranker's weights (its other fields at their defaults)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -55,24 +37,35 @@ def fit_ranker(rows: list[dict]) -> Ranker:
     features = np.array([[c["score"], c["cos"], c["rank"]] for _, c in cands], dtype=float)
     labels = np.array([holds_answer(row, [c["text"]]) for row, c in cands], dtype=int)
     if len(set(labels)) < 2:
-        return Ranker()
+        return Calibration()
     scaler = StandardScaler().fit(features)
     model = LogisticRegression(C=1.0).fit(scaler.transform(features), labels)
     weights = model.coef_[0] / scaler.scale_
     bias = float(model.intercept_[0] - weights @ scaler.mean_)
-    return Ranker(*(float(w) for w in weights), bias=bias)
+    reader, cosine, chunk = (float(w) for w in weights)
+    return Calibration(
+        rank_reader_weight=reader,
+        rank_cosine_weight=cosine,
+        rank_chunk_weight=chunk,
+        rank_bias=bias,
+    )
 
 
-def ranked(row: dict, ranker: Ranker) -> dict:
-    """The question as answering sees it with this ranker: the TOP candidates' ``scores`` and
+def ranked(row: dict, calibration: Calibration) -> dict:
+    """The question as answering sees it with this calibration's ranker
+    (``Calibration.sentence_score``, the formula answering uses): the TOP candidates' ``scores`` and
     ``texts`` best first, the best in-context reader score of the CONTEXT_CANDIDATES best
     (``context``), and the best one's short answer (``direct``)."""
-    order = sorted(row["cands"], key=ranker.score, reverse=True)
+
+    def score(candidate: dict) -> float:
+        return calibration.sentence_score(candidate["score"], candidate["cos"], candidate["rank"])
+
+    order = sorted(row["cands"], key=score, reverse=True)
     return {
         "id": row["id"],
         "expected": row["expected"],
         "dense": row["dense"],
-        "scores": [ranker.score(c) for c in order[:TOP]],
+        "scores": [score(c) for c in order[:TOP]],
         "texts": [c["text"] for c in order[:TOP]],
         "context": max((c["ctx"] for c in order[:CONTEXT_CANDIDATES]), default=-1e4),
         "direct": order[0]["direct"] if order else "",

@@ -35,6 +35,7 @@ class Chunk:
     end: int
     index: int
     content_hash: str
+    table_header: str | None = None  # the header row of a table this chunk starts inside
 
     @property
     def search_text(self) -> str:
@@ -212,6 +213,59 @@ def chunk_document(
                     end=end,
                     index=index,
                     content_hash=hashlib.sha256(text.encode()).hexdigest()[:16],
+                    table_header=_header_above(document.text, start),
                 )
             )
     return chunks
+
+
+# Table rows as the loaders write them: markdown ("| a | b |"), HTML and DOCX ("a | b | c").
+_TABLE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
+
+
+def _is_table_row(line: str) -> bool:
+    stripped = line.strip()
+    return stripped.startswith("|") or " | " in stripped
+
+
+def table_header(
+    text: str, position: int, header_before: str | None = None, starts_document: bool = True
+) -> str | None:
+    """The header row of the table whose row holds ``text[position]`` (None for a line that is
+    no table row, or for the header itself). Markdown marks its header with the ``|---|`` line
+    under it; rows from HTML and DOCX tables carry no mark, so their table's first row counts
+    as its header. ``text`` may be a chunk starting inside a table: ``header_before`` is that
+    table's header (None when unknown; ``starts_document`` False says the text may start
+    mid-table). A row read alone ("| 1000 / 150 |") says little;
+    read after its header it says what each cell is."""
+    lines = text.split("\n")
+    offset, index = 0, 0
+    for index, line in enumerate(lines):  # noqa: B007 - the index is used after the loop
+        if position <= offset + len(line):
+            break
+        offset += len(line) + 1
+    if not _is_table_row(lines[index]) or _TABLE_SEPARATOR.match(lines[index]):
+        return None
+    first = index
+    while first > 0 and (
+        _is_table_row(lines[first - 1]) or _TABLE_SEPARATOR.match(lines[first - 1])
+    ):
+        first -= 1
+    block = lines[first : index + 1]
+    separators = [i for i, line in enumerate(block) if _TABLE_SEPARATOR.match(line)]
+    starts_before = first == 0 and (not separators or separators[0] == 0)
+    if starts_before and (header_before is not None or separators or not starts_document):
+        return header_before  # the table starts before the text does
+    header = separators[0] - 1 if separators else 0
+    if header < 0 or header >= len(block) - 1:
+        return None
+    return block[header].strip()
+
+
+def _header_above(text: str, start: int) -> str | None:
+    """The header row of a table that ``text[start:]`` starts inside, when it lies before
+    ``start`` (a chunk cut mid-table keeps it in its metadata)."""
+    header = table_header(text, start)
+    if header is None or text.rfind(header, 0, start) == -1:
+        return None
+    return header

@@ -72,6 +72,12 @@ class RetrievedChunk:
         return int(self.metadata.get("start", 0))
 
     @property
+    def table_header(self) -> str | None:
+        """The header row of a table the chunk starts inside (rag.chunking.table_header)."""
+        header = self.metadata.get("table_header")
+        return str(header) if header else None
+
+    @property
     def end(self) -> int:
         return int(self.metadata.get("end", self.start + len(self.text)))
 

@@ -464,6 +464,8 @@ def chunk_metadata(chunk: Chunk, extra: dict[str, Any]) -> dict[str, Any]:
     }
     if chunk.page is not None:
         metadata["page"] = chunk.page
+    if chunk.table_header:
+        metadata["table_header"] = chunk.table_header
     metadata.update(extra)
     return metadata
 

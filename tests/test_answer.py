@@ -28,6 +28,7 @@ from rag.answer import (
 from rag.config import Settings
 from rag.evaluation import count_sentences
 from rag.ingest import ingest
+from rag.reader import with_context
 from rag.retrieval import RetrievedChunk
 from tests.conftest import SEED_FILE
 
@@ -494,3 +495,45 @@ def test_sentences_rank_by_the_calibrated_combination(tmp_path, settings: Settin
     by_cosine = RAG(settings.model_copy(update={"reader_dir": folder}))
     reranked = by_cosine.rank_sentences(question, chunks)
     assert [c.score for c in reranked] == sorted((c.cosine for c in ranked), reverse=True)
+
+
+def test_table_rows_are_read_after_their_header(tmp_path, settings: Settings) -> None:
+    """A table row alone ("| collection | `RAG_COLLECTION` | `documents` |") does not say
+    which cell is the default; the reader reads it after its table's header row, also in a
+    chunk cut mid-table (the header kept in the chunk's metadata), and the answer quotes it."""
+    header = "| setting | variable | default |"
+    rows = [
+        ("index folder", "`RAG_INDEX_DIR`", "`index/`"),
+        ("Chroma server", "`RAG_CHROMA_URL`", "unset"),
+        ("collection", "`RAG_COLLECTION`", "`documents`"),
+        ("chunks per answer", "`RAG_K`", "4"),
+    ]
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "settings.md").write_text(
+        "# Settings\n\nEvery setting has a default and an environment variable.\n\n"
+        f"{header}\n| --- | --- | --- |\n"
+        + "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
+        + "\n",
+        encoding="utf-8",
+    )
+    small = settings.with_overrides(chunk_size=150, chunk_overlap=0)
+    assert ingest([tmp_path / "docs"], small).ok
+    bot = RAG(small)
+    question = "What is the default collection name?"
+    chunks = bot.searcher.search(question).chunks
+    row = "| collection | `RAG_COLLECTION` | `documents` |"
+    (chunk,) = [c for c in chunks if row in c.text]
+    assert not chunk.text.startswith("#") and chunk.table_header == header  # cut mid-table
+    (candidate,) = [
+        c
+        for c in bot.rank_sentences(question, chunks)
+        if chunks[c.chunk_index].text[c.start : c.end] == row
+    ]
+    with_header, alone = bot.reader.score(
+        question, [(with_context("Settings", header), row), ("Settings", row)]
+    )
+    assert candidate.reader_score == pytest.approx(with_header.score, abs=1e-4)
+    assert with_header.score > alone.score
+    answer = bot.ask(question)
+    assert not answer.refused and "`documents`" in answer.answer
+    assert "|." not in answer.answer  # a quoted row gets no full stop after its last "|"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.chunking import Chunk, chunk_document, chunk_id, split_spans
+from rag.chunking import Chunk, chunk_document, chunk_id, split_spans, table_header
 from rag.loaders import LoadedDocument, PageSpan, load_file
 
 WORDS = " ".join(
@@ -182,3 +182,40 @@ def test_search_text_prefixes_title_once() -> None:
     titled = Chunk("i", "Title and body.", "s", "Title", None, 0, 15, 0, "h")
     assert titled.search_text == "Title and body."
     assert Chunk("i", "Body.", "s", "", None, 0, 5, 0, "h").search_text == "Body."
+
+
+TABLE_DOC = (
+    "Opening hours of the library.\n\n"
+    "| day | opens | closes |\n| --- | --- | --- |\n"
+    "| Monday | 09:00 | 17:00 |\n| Saturday | 10:00 | 14:00 |\n\n"
+    "The reading room stays open in the holidays."
+)
+
+
+def test_table_rows_know_their_header() -> None:
+    """A Markdown row's header is the row above the |---| line; HTML/DOCX rows ("a | b")
+    have no mark, so their table's first row is the header."""
+    header = "| day | opens | closes |"
+    for row in ("| Monday", "| Saturday"):
+        assert table_header(TABLE_DOC, TABLE_DOC.index(row) + 3) == header
+    for not_a_row in ("Opening", "| day", "| ---", "The reading"):
+        assert table_header(TABLE_DOC, TABLE_DOC.index(not_a_row)) is None
+    plain = "Prices\nItem | Price\nApple | 1.20\nPear | 0.90"
+    assert table_header(plain, plain.index("Pear")) == "Item | Price"
+
+
+def test_a_text_starting_mid_table_uses_the_header_it_was_given() -> None:
+    rows = TABLE_DOC[TABLE_DOC.index("| Monday") :]
+    saturday = rows.index("| Saturday")
+    assert table_header(rows, saturday, starts_document=False) is None  # unknown: not "Monday"
+    assert table_header(rows, saturday, "| day | opens | closes |", False) == (
+        "| day | opens | closes |"
+    )
+
+
+def test_a_chunk_cut_mid_table_keeps_the_header_in_its_metadata() -> None:
+    document = LoadedDocument(path=Path("hours.md"), text=TABLE_DOC, title="Hours")
+    chunks = chunk_document(document, "hours.md", "k", chunk_size=60, chunk_overlap=0)
+    mid_table = [c for c in chunks if c.text.startswith("| Monday") or c.text.startswith("| Sat")]
+    assert mid_table and all(c.table_header == "| day | opens | closes |" for c in mid_table)
+    assert chunks[0].table_header is None

@@ -69,7 +69,7 @@ class Composer:
         # Line breaks of the source (wrapped PDF lines, list items) read as spaces in an answer;
         # the citation keeps the exact quote.
         sentence = " ".join(text.split())
-        if sentence and sentence[-1] not in ".!?…\"'”’;:":
+        if sentence and sentence[-1] not in ".!?…\"'”’;:|":  # "|": a table row
             sentence += "."
         direct = self.direct
         if not self.text and direct and direct in sentence and not sentence.startswith(direct):

@@ -44,6 +44,7 @@ from rag.answer.prompt import ANSWER_PROMPT, numbered_context
 from rag.answer.state import Turn, turn_of
 from rag.answer.text import WORD, clean_question
 from rag.answer.verify import Verifier, list_end
+from rag.chunking import table_header
 from rag.config import RagError, Settings, load_settings
 from rag.embeddings import get_embedder
 from rag.llm import LLMSpec, LLMUnavailableError, endpoint, load_chat_model, parse_spec
@@ -58,6 +59,13 @@ MAX_READER_CANDIDATES = 12
 CONTEXT_CANDIDATES = 2
 
 __all__ = ["RAG", "ask", "get_rag", "refusal_text"]
+
+
+def reading_title(chunk: RetrievedChunk, start: int) -> str:
+    """What the reader reads before the sentence at ``start`` of ``chunk``: the document's
+    title, and for a table row its table's header row (``rag.chunking.table_header``)."""
+    header = table_header(chunk.text, start, chunk.table_header, starts_document=chunk.start == 0)
+    return with_context(chunk.title, header) if header else chunk.title
 
 
 class RAG:
@@ -378,8 +386,8 @@ class RAG:
             chunk = chunks[candidate.chunk_index]
             spans = self.verifier.chunk_sentences(chunk).spans
             before = [(a, b) for a, b in spans if b <= candidate.start]
-            title = chunk.title
-            if before:
+            title = reading_title(chunk, candidate.start)
+            if title == chunk.title and before:
                 title = with_context(title, chunk.text[before[-1][0] : before[-1][1]])
             inputs.append((title, chunk.text[candidate.start : candidate.end]))
         return [score.score for score in self.reader.score(question, inputs)]
@@ -432,7 +440,8 @@ class RAG:
         pool.sort(key=lambda item: item[0], reverse=True)
         pool = pool[:MAX_READER_CANDIDATES]
         scores = self.reader.score(
-            question, [(chunks[index].title, chunks[index].text[a:b]) for _, index, a, b in pool]
+            question,
+            [(reading_title(chunks[index], a), chunks[index].text[a:b]) for _, index, a, b in pool],
         )
         ranked = [
             self._candidate(score, index, a, b, cosine)

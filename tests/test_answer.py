@@ -386,6 +386,12 @@ def test_direct_answer_leads_the_quote() -> None:
     assert citations[0].quote == text and citations[0].start == 100
     whole = Candidate(5.0, 0, 0, len(text), 0, len(text) - 1)
     assert direct_answer(whole, [chunk]) == ""  # most of the sentence: no lead
+    row = "| Saturday | 10:00 | 14:00 | closed for lunch 12:00-12:30 |"
+    cells = RetrievedChunk("c2", row, {"source": "hours.md", "start": 0, "title": "Hours"}, 1.0)
+    across = Candidate(5.0, 0, 0, len(row), row.index("10:00"), row.index("14:00") + 5)
+    assert direct_answer(across, [cells]) == ""  # which of two cells answers is not known
+    one = Candidate(5.0, 0, 0, len(row), row.index("14:00"), row.index("14:00") + 5)
+    assert direct_answer(one, [cells]) == "14:00"
 
 
 def test_refusals_do_not_depend_on_unrelated_documents(tmp_path, seed_index: Settings) -> None:

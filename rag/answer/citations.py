@@ -16,7 +16,8 @@ _EDGE_PUNCTUATION = " \t\n,;:.()[]\"'“”‘’"
 
 def direct_answer(best: Candidate, chunks: list[RetrievedChunk]) -> str:
     """The reader's short answer in the best sentence ("1990", "about 90%"), or "" when it is
-    most of the sentence anyway, or the best candidate is a lead-in with its list."""
+    most of the sentence anyway, spans cells of a table row ("10:00 | 14:00": which cell
+    answers is not known), or the best candidate is a lead-in with its list."""
     text = chunks[best.chunk_index].text
     block = text[best.start : best.end]
     if len(sentence_spans(block)) > 1:
@@ -24,7 +25,7 @@ def direct_answer(best: Candidate, chunks: list[RetrievedChunk]) -> str:
     span = " ".join(text[best.answer_start : best.answer_end].split()).strip(_EDGE_PUNCTUATION)
     sentence = " ".join(block.split())
     too_long = len(span) > DIRECT_MAX_SHARE * len(sentence) or len(span.split()) > DIRECT_MAX_WORDS
-    if not WORD.search(span) or too_long:
+    if not WORD.search(span) or too_long or "|" in span:
         return ""
     return span
 

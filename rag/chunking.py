@@ -196,12 +196,15 @@ def chunk_document(
         else [(0, len(document.text), None)]
     )
     chunks: list[Chunk] = []
+    in_table: tuple[int, str] | None = None  # (start, table header) of the last chunk
     for region_start, region_end, page in regions:
         for start, end in split_spans(
             document.text, chunk_size, chunk_overlap, region_start, region_end
         ):
             text = document.text[start:end]
             index = len(chunks)
+            header = _header_above(document.text, start, in_table)
+            in_table = (start, header) if header else None
             chunks.append(
                 Chunk(
                     id=chunk_id(doc_key, index, start, text),
@@ -213,7 +216,7 @@ def chunk_document(
                     end=end,
                     index=index,
                     content_hash=hashlib.sha256(text.encode()).hexdigest()[:16],
-                    table_header=_header_above(document.text, start),
+                    table_header=header,
                 )
             )
     return chunks
@@ -236,22 +239,25 @@ def table_header(
     under it; rows from HTML and DOCX tables carry no mark, so their table's first row counts
     as its header. ``text`` may be a chunk starting inside a table: ``header_before`` is that
     table's header (None when unknown; ``starts_document`` False says the text may start
-    mid-table). A row read alone ("| 1000 / 150 |") says little;
-    read after its header it says what each cell is."""
-    lines = text.split("\n")
-    offset, index = 0, 0
-    for index, line in enumerate(lines):  # noqa: B007 - the index is used after the loop
-        if position <= offset + len(line):
-            break
-        offset += len(line) + 1
-    if not _is_table_row(lines[index]) or _TABLE_SEPARATOR.match(lines[index]):
+    mid-table). A row read alone ("| 1000 / 150 |") says little; read after its header it
+    says what each cell is."""
+    line_start = text.rfind("\n", 0, position) + 1
+    line_end = text.find("\n", position)
+    line = text[line_start : line_end if line_end != -1 else len(text)]
+    if not _is_table_row(line) or _TABLE_SEPARATOR.match(line):
         return None
-    first = index
-    while first > 0 and (
-        _is_table_row(lines[first - 1]) or _TABLE_SEPARATOR.match(lines[first - 1])
-    ):
-        first -= 1
-    block = lines[first : index + 1]
+    # The table's lines up to this row, walked upwards: the work is the table's length, not
+    # the text's (chunking asks this at every chunk's start).
+    block = [line]
+    first = line_start
+    while first > 0:
+        above_start = text.rfind("\n", 0, first - 1) + 1
+        above = text[above_start : first - 1]
+        if not (_is_table_row(above) or _TABLE_SEPARATOR.match(above)):
+            break
+        block.append(above)
+        first = above_start
+    block.reverse()
     separators = [i for i, line in enumerate(block) if _TABLE_SEPARATOR.match(line)]
     starts_before = first == 0 and (not separators or separators[0] == 0)
     if starts_before and (header_before is not None or separators or not starts_document):
@@ -262,9 +268,20 @@ def table_header(
     return block[header].strip()
 
 
-def _header_above(text: str, start: int) -> str | None:
+def _header_above(text: str, start: int, previous: tuple[int, str] | None) -> str | None:
     """The header row of a table that ``text[start:]`` starts inside, when it lies before
-    ``start`` (a chunk cut mid-table keeps it in its metadata)."""
+    ``start`` (a chunk cut mid-table keeps it in its metadata). ``previous``: (start, header)
+    of the chunk before, when it started inside a table: a chunk further down the same table
+    has the same header, found without walking up the table again."""
+    if start > 0 and text[start - 1] != "\n":
+        return None  # not at a line's start, so not at a table row's
+    line_end = text.find("\n", start, start + 20_000)
+    if not _is_table_row(text[start : line_end if line_end != -1 else start + 20_000]):
+        return None
+    if previous is not None and previous[0] < start:
+        between = text[previous[0] : start].rstrip("\n").split("\n")
+        if all(_is_table_row(line) or _TABLE_SEPARATOR.match(line) for line in between):
+            return previous[1]
     header = table_header(text, start)
     if header is None or text.rfind(header, 0, start) == -1:
         return None

@@ -219,3 +219,20 @@ def test_a_chunk_cut_mid_table_keeps_the_header_in_its_metadata() -> None:
     mid_table = [c for c in chunks if c.text.startswith("| Monday") or c.text.startswith("| Sat")]
     assert mid_table and all(c.table_header == "| day | opens | closes |" for c in mid_table)
     assert chunks[0].table_header is None
+
+
+def test_headers_of_a_long_table_match_a_walk_up_from_each_chunk() -> None:
+    """Chunking carries a table's header from chunk to chunk down a long table (walking up the
+    whole table at every chunk was quadratic); the result is the same as walking up."""
+    rows = "\n".join(f"| item {i} | {i * 3} | note {i} |" for i in range(400))
+    text = ("Prices below.\n\n| item | price | note |\n| --- | --- | --- |\n" + rows + "\n\n") * 2
+    document = LoadedDocument(path=Path("prices.md"), text=text, title="Prices")
+    chunks = chunk_document(document, "prices.md", "k", chunk_size=300, chunk_overlap=60)
+    inside = [c for c in chunks if c.text.startswith("| item ") and "| --- |" not in c.text]
+    assert len(inside) > 20
+    for chunk in chunks:
+        expected = table_header(text, chunk.start) if chunk.text.startswith("| item ") else None
+        if expected is not None and text.rfind(expected, 0, chunk.start) == -1:
+            expected = None
+        assert chunk.table_header == expected
+    assert all(c.table_header == "| item | price | note |" for c in inside)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from rag.loaders import LoadedDocument
 
-CHUNKER_VERSION = "3"
+CHUNKER_VERSION = "4"  # 4: chunks cut mid-table keep their table's header (table_header)
 
 # A boundary after sentence-final punctuation (optionally closed by quotes/brackets) followed
 # by whitespace, or at any line break.

@@ -226,6 +226,9 @@ def chunk_document(
 _TABLE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
 
 
+_LONGEST_ROW = 20_000  # characters looked at for a chunk's first line
+
+
 def _is_table_row(line: str) -> bool:
     stripped = line.strip()
     return stripped.startswith("|") or " | " in stripped
@@ -275,14 +278,12 @@ def _header_above(text: str, start: int, previous: tuple[int, str] | None) -> st
     has the same header, found without walking up the table again."""
     if start > 0 and text[start - 1] != "\n":
         return None  # not at a line's start, so not at a table row's
-    line_end = text.find("\n", start, start + 20_000)
-    if not _is_table_row(text[start : line_end if line_end != -1 else start + 20_000]):
+    # Bounded: in a text of one long line, an unbounded search per chunk would be quadratic.
+    line_end = text.find("\n", start, start + _LONGEST_ROW)
+    if not _is_table_row(text[start : line_end if line_end != -1 else start + _LONGEST_ROW]):
         return None
     if previous is not None and previous[0] < start:
         between = text[previous[0] : start].rstrip("\n").split("\n")
         if all(_is_table_row(line) or _TABLE_SEPARATOR.match(line) for line in between):
             return previous[1]
-    header = table_header(text, start)
-    if header is None or text.rfind(header, 0, start) == -1:
-        return None
-    return header
+    return table_header(text, start)  # a header is never the row it is asked for: it is above

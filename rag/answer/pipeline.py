@@ -61,11 +61,13 @@ CONTEXT_CANDIDATES = 2
 __all__ = ["RAG", "ask", "get_rag", "refusal_text"]
 
 
-def reading_title(chunk: RetrievedChunk, start: int) -> str:
+def reading_title(chunk: RetrievedChunk, start: int, before: str = "") -> str:
     """What the reader reads before the sentence at ``start`` of ``chunk``: the document's
-    title, and for a table row its table's header row (``rag.chunking.table_header``)."""
+    title, then for a table row its table's header row (``rag.chunking.table_header``), else
+    ``before`` (the sentence before, when given)."""
     header = table_header(chunk.text, start, chunk.table_header, starts_document=chunk.start == 0)
-    return with_context(chunk.title, header) if header else chunk.title
+    context = header or before
+    return with_context(chunk.title, context) if context else chunk.title
 
 
 class RAG:
@@ -386,9 +388,8 @@ class RAG:
             chunk = chunks[candidate.chunk_index]
             spans = self.verifier.chunk_sentences(chunk).spans
             before = [(a, b) for a, b in spans if b <= candidate.start]
-            title = reading_title(chunk, candidate.start)
-            if title == chunk.title and before:
-                title = with_context(title, chunk.text[before[-1][0] : before[-1][1]])
+            sentence_before = chunk.text[before[-1][0] : before[-1][1]] if before else ""
+            title = reading_title(chunk, candidate.start, sentence_before)
             inputs.append((title, chunk.text[candidate.start : candidate.end]))
         return [score.score for score in self.reader.score(question, inputs)]
 

@@ -81,3 +81,44 @@ def test_pairs_of_one_question_share_a_group() -> None:
     rows = encode_pairs(tokenizer, pairs, 96)
     assert [row["group"] for row in rows] == [0, 0, 1]
     assert rows[0]["start"] > 0 and rows[1]["start"] == 0
+
+
+def test_fast_cpu_settings_train_all_but_the_word_embeddings() -> None:
+    """--attention-dropout 0 --freeze-word-embeddings --bf16: one bf16-autocast step moves
+    the encoder's weights and leaves the word embeddings as they were."""
+    torch = pytest.importorskip("torch")
+    from rag.embeddings import packaged_model_dir
+    from rag.train.reader import trainable
+
+    model, optimizer = trainable(
+        packaged_model_dir(),
+        torch.device("cpu"),
+        1e-3,
+        0.0,
+        freeze_word_embeddings=True,
+        fused=True,
+    )
+    assert model.config.attention_probs_dropout_prob == 0.0
+    assert model.config.hidden_dropout_prob == 0.1
+    words = model.bert.embeddings.word_embeddings.weight
+    trained = [p for group in optimizer.param_groups for p in group["params"]]
+    assert all(p is not words for p in trained)
+    assert sum(p.numel() for p in trained) + words.numel() == sum(
+        p.numel() for p in model.parameters()
+    )
+    before_words = words.detach().clone()
+    before_query = model.bert.encoder.layer[0].attention.self.query.weight.detach().clone()
+    ids = torch.tensor([[101, 2043, 2106, 2009, 102, 2009, 2441, 102]])
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = model(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            token_type_ids=torch.tensor([[0, 0, 0, 0, 0, 1, 1, 1]]),
+            start_positions=torch.tensor([6]),
+            end_positions=torch.tensor([6]),
+        )
+    output.loss.backward()
+    optimizer.step()
+    assert torch.equal(words, before_words)
+    assert not torch.equal(model.bert.encoder.layer[0].attention.self.query.weight, before_query)

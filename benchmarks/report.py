@@ -181,7 +181,6 @@ def details(results: dict[str, Any]) -> list[str]:
             f"{_num(index.get('write_s_total'), 0)} s"
             + (f" ({_num(index.get('disk_mb'), 0)} MB on disk)." if index.get("disk_mb") else ".")
             + _pruning_note(million.get("bm25_pruning") or {})
-            + _overlap_note(million.get("bm25_overlap") or {})
             + (
                 f" Measured on an unfinished build ({million.get('chunks')} of "
                 f"{million.get('target_chunks')} chunks written; `python -m "
@@ -316,18 +315,4 @@ def _pruning_note(pruning: dict[str, Any]) -> str:
         f"top-k {_num(pruning.get('bm25_pruned_p50_ms'), 1)} vs "
         f"{_num(pruning.get('bm25_every_chunk_p50_ms'), 1)} ms; pruned for "
         f"{_num(100 * pruning.get('pruned_share', 0), 0)}% of queries)."
-    )
-
-
-def _overlap_note(overlap: dict[str, Any]) -> str:
-    """The side-by-side of BM25 on a worker thread and after the dense search, if measured."""
-    if not overlap:
-        return ""
-    return (
-        f" Side by side (best of {overlap.get('repeats')} per query): hybrid p50 "
-        f"{_num(overlap.get('overlapped_cached_p50_ms'), 2)} ms with BM25 on a worker thread "
-        f"beside the dense search vs {_num(overlap.get('sequential_cached_p50_ms'), 2)} ms "
-        f"after it; with the query embedded in the search, "
-        f"{_num(overlap.get('overlapped_embedding_p50_ms'), 2)} vs "
-        f"{_num(overlap.get('sequential_embedding_p50_ms'), 2)} ms."
     )

@@ -224,60 +224,6 @@ def pruning_side_by_side(searcher: Any, queries: list[str], repeats: int = 3) ->
     }
 
 
-class _Inline:
-    """An executor that runs the job on the calling thread: the search as it was before BM25
-    moved to a worker."""
-
-    @staticmethod
-    def submit(job: Callable[..., Any], *args: Any) -> Any:
-        from concurrent.futures import Future
-
-        future: Future = Future()
-        future.set_result(job(*args))
-        return future
-
-
-def overlap_side_by_side(searcher: Any, queries: list[str], repeats: int = 3) -> dict[str, Any]:
-    """The hybrid search with BM25's top-k on a worker thread (the product) and on the calling
-    thread after the dense search, per query the best of ``repeats`` interleaved runs of each:
-    with the query embedding cached (what ``ratio`` times) and with it computed (a new
-    question; the query is padded with spaces the tokenizers drop, so the cache misses)."""
-    import rag.retrieval as retrieval
-
-    pool = retrieval._BM25_WORKERS
-    timings: dict[str, list[float]] = {
-        f"{way}_{cached}": []
-        for way in ("overlapped", "sequential")
-        for cached in ("cached", "embedding")
-    }
-    pad = 0
-    for query in queries:
-        searcher.embedder.encode_query(query)
-        best = dict.fromkeys(timings, float("inf"))
-        for _ in range(repeats):
-            for way, workers in (("overlapped", pool), ("sequential", _Inline())):
-                retrieval._BM25_WORKERS = workers
-                try:
-                    cached = searcher.search(query).seconds
-                    pad += 1
-                    with Timer() as timer:
-                        searcher.search(query + " " * pad)
-                finally:
-                    retrieval._BM25_WORKERS = pool
-                best[f"{way}_cached"] = min(best[f"{way}_cached"], cached)
-                best[f"{way}_embedding"] = min(best[f"{way}_embedding"], timer.seconds)
-        for name, seconds in best.items():
-            timings[name].append(seconds * 1000)
-    p50 = {name: round(percentile(values, 50), 2) for name, values in timings.items()}
-    return {
-        "queries": len(queries),
-        "repeats": repeats,
-        **{f"{name}_p50_ms": value for name, value in p50.items()},
-        "cached_ratio": round(p50["overlapped_cached"] / p50["sequential_cached"], 3),
-        "embedding_ratio": round(p50["overlapped_embedding"] / p50["sequential_embedding"], 3),
-    }
-
-
 def incremental_change(searcher: Any, embedder: Any, dataset_dir: Path) -> dict[str, Any]:
     """Upsert one new ~20-chunk document, time the next query (which must find it), then
     delete it and time the next query again (which must not)."""
@@ -371,14 +317,12 @@ def run(
     latency = measure(searcher, embedder, queries)
     rss_serving = rss_mb(field="VmRSS")
     pruning = pruning_side_by_side(searcher, queries)
-    overlap = overlap_side_by_side(searcher, queries)
     change = incremental_change(searcher, embedder, dataset_dir)
     p50_full = info["bm25_full_build"]["total_s"]
     return {
         "chunks": int(searcher.store.count()),
         **latency,
         "bm25_pruning": pruning,
-        "bm25_overlap": overlap,
         "k": config.k,
         "fetch_k": config.fetch_k,
         "store_load_s": round(store_timer.seconds, 2),

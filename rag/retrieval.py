@@ -15,7 +15,6 @@ import contextlib
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -42,10 +41,6 @@ __all__ = [
 ]
 
 REVISION_CHECK_SECONDS = 1.0
-# BM25's top-k runs on a worker while the query is embedded and the dense side searched: both
-# release the GIL for their work (ONNX Runtime, Chroma's Rust core, NumPy), so on 2 cores a
-# search costs about the longer of the two instead of their sum (benchmarks/retrieval_1m.py).
-_BM25_WORKERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rag-bm25")
 
 
 @dataclass
@@ -279,12 +274,11 @@ class HybridSearcher:
         index = self.bm25()
         records = index.records
         where = {"source": {"$in": list(sources)}} if sources else None
-        mask = np.isin(records.sources, list(sources)) if sources else None
-        pending_bm25 = _BM25_WORKERS.submit(index.top, query, fetch_k, mask)
         vector = self.embedder.encode_query(query)
         embedded = time.perf_counter()
         dense = dict(self.store.query(vector, fetch_k, where=where))
-        top, bm25_scores, bm25_bound, _ = pending_bm25.result()
+        mask = np.isin(records.sources, list(sources)) if sources else None
+        top, bm25_scores, bm25_bound, _ = index.top(query, fetch_k, mask)
         bm25 = {records.ids[i]: float(s) for i, s in zip(top.tolist(), bm25_scores, strict=True)}
         cosines = dict(dense)
         extra = [i for i in top if records.ids[i] not in dense] if mode == "hybrid" else []

@@ -144,10 +144,7 @@ def test_million_section_builds_resumably_and_measures_a_change(
     assert change["new_document_found"] and change["deleted_document_gone"]
     pruning = out["bm25_pruning"]
     assert pruning["queries"] == 3 and pruning["hybrid_pruned_p50_ms"] > 0
-    overlap = out["bm25_overlap"]
-    assert overlap["queries"] == 3 and overlap["sequential_embedding_p50_ms"] > 0
     assert "pruning vs" in report.markdown({"retrieval_1m": out})
-    assert "worker thread" in report.markdown({"retrieval_1m": out})
 
 
 def test_retrieval_latency_section_contract(

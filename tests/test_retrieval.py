@@ -199,16 +199,3 @@ def test_searches_from_many_threads_match_one_at_a_time(searcher: HybridSearcher
     with ThreadPoolExecutor(6) as pool:
         together = list(pool.map(ranking, queries))
     assert together == alone
-
-
-def test_a_bm25_failure_surfaces_from_search(
-    searcher: HybridSearcher, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """BM25 runs on a worker thread beside the dense search; its errors reach the caller."""
-
-    def broken(*args: object, **kwargs: object) -> None:
-        raise RuntimeError("bm25 broke")
-
-    monkeypatch.setattr(BM25Index, "top", broken)
-    with pytest.raises(RuntimeError, match="bm25 broke"):
-        searcher.search("what causes tides")

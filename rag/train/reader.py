@@ -136,6 +136,11 @@ def trainable(
     return model, optimizer
 
 
+def uses_bf16(args: argparse.Namespace) -> bool:
+    """Does this run train under bf16 autocast (asked for, or on a GPU)?"""
+    return bool(args.bf16) or str(args.device).startswith("cuda")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=int, default=20000)
@@ -283,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_steps:
         total = min(total, args.max_steps)
     start = args.init or base
-    mixed = args.bf16 or device.type == "cuda"
+    mixed = uses_bf16(args)
     model, optimizer = trainable(
         start, device, args.lr, args.attention_dropout, args.freeze_word_embeddings, fused=mixed
     )
@@ -423,7 +428,7 @@ def export(model, tokenizer, folder: Path, args, step: int, total: int, kinds, p
         "context_share": args.context_share,
         "same_article_share": args.same_article_share,
         "listwise": args.listwise,
-        "bf16": args.bf16 or str(args.device).startswith("cuda"),
+        "bf16": uses_bf16(args),
         "attention_dropout": args.attention_dropout,
         "freeze_word_embeddings": args.freeze_word_embeddings,
         "seed": args.seed,

@@ -70,16 +70,19 @@ calibrate-reader: install
 	$(PY) -m rag.train.calibrate --reader rag/models/reader
 
 # Held-out question sets (answerable, adversarial, out-of-corpus) over SQuAD articles that
-# training never saw; eval-heldout reports on the test split.
+# training never saw; eval-heldout reports on the test split (HELDOUT_SPLIT=test-sectioned:
+# the same articles as sections of four long documents).
 heldout: install
 	$(PY) -m rag.train.heldout --out build/heldout
 
 HELDOUT_LLM ?=
+HELDOUT_SPLIT ?= test
+HELDOUT_DIR := build/heldout/$(HELDOUT_SPLIT)
 eval-heldout: heldout
-	$(VENV)/bin/rag ingest build/heldout/test/corpus --index build/heldout/test/index
+	$(VENV)/bin/rag ingest $(HELDOUT_DIR)/corpus --index $(HELDOUT_DIR)/index
 	for set in answerable adversarial outside; do \
-	  $(VENV)/bin/rag eval build/heldout/test/$$set.yaml --index build/heldout/test/index \
-	    $(if $(HELDOUT_LLM),--llm $(HELDOUT_LLM)) --json build/heldout/test/$$set.json || exit 1; \
+	  $(VENV)/bin/rag eval $(HELDOUT_DIR)/$$set.yaml --index $(HELDOUT_DIR)/index \
+	    $(if $(HELDOUT_LLM),--llm $(HELDOUT_LLM)) --json $(HELDOUT_DIR)/$$set.json || exit 1; \
 	done
 
 # CI's quality gate: the seed, handbook and held-out test sets with the default LLM, each bound

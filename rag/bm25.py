@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from rag.bm25_top import QueryTerm, Row, pruned_top, rows_sorted, top_k
+from rag.chunking import search_text
 from rag.terms import bm25_tokenizer, terms
 
 # Anserini's usual BM25 setting; on SciFact train it beat 1.2/0.75 inside the hybrid.
@@ -36,13 +37,6 @@ K1 = 0.9
 B = 0.4
 MERGE_FRACTION = 0.1
 MAX_AVGDL_DRIFT = 0.005
-
-
-def search_text(title: str, text: str) -> str:
-    """The text that is embedded and keyword-indexed for a chunk (title + chunk)."""
-    if not title or text.startswith(title):
-        return text
-    return f"{title}\n{text}"
 
 
 def lucene_idf(df: np.ndarray, n: int) -> np.ndarray:
@@ -78,12 +72,13 @@ class Segment:
 
     def search_texts(self) -> list[str]:
         return [
-            search_text(str(meta.get("title", "")), text)
+            search_text(str(meta.get("title", "")), text, str(meta.get("section", "")))
             for text, meta in zip(self.texts, self.metadatas, strict=True)
         ]
 
     def search_text_at(self, i: int) -> str:
-        return search_text(str(self.metadatas[i].get("title", "")), self.texts[i])
+        meta = self.metadatas[i]
+        return search_text(str(meta.get("title", "")), self.texts[i], str(meta.get("section", "")))
 
     @classmethod
     def concat(cls, parts: Sequence[Segment]) -> Segment:

@@ -13,8 +13,11 @@ import re
 from dataclasses import dataclass
 
 from rag.loaders import LoadedDocument
+from rag.sections import path_at, section_paths, with_section
 
-CHUNKER_VERSION = "4"  # 4: chunks cut mid-table keep their table's header (table_header)
+# 4: chunks cut mid-table keep their table's header (table_header); 5: chunks keep their
+# section headings' paths (section, sections), and the section is embedded with the title
+CHUNKER_VERSION = "5"
 
 # A boundary after sentence-final punctuation (optionally closed by quotes/brackets) followed
 # by whitespace, or at any line break.
@@ -36,13 +39,24 @@ class Chunk:
     index: int
     content_hash: str
     table_header: str | None = None  # the header row of a table this chunk starts inside
+    section: str = ""  # the heading path in effect where the chunk starts (rag.sections)
+    # (offset in the chunk, path from there on) for each heading line inside the chunk
+    sections: tuple[tuple[int, str], ...] = ()
 
     @property
     def search_text(self) -> str:
-        """What is embedded and keyword-indexed: the document title, then the chunk."""
-        if not self.title or self.text.startswith(self.title):
-            return self.text
-        return f"{self.title}\n{self.text}"
+        """What is embedded and keyword-indexed (``search_text``)."""
+        return search_text(self.title, self.text, self.section)
+
+
+def search_text(title: str, text: str, section: str = "") -> str:
+    """What is embedded and keyword-indexed for a chunk: its document title and the section it
+    starts in ("Fleet guide › Refuelling"), then the chunk; the chunk alone when it starts with
+    that line already."""
+    heading = with_section(title, section)
+    if not heading or text.startswith(heading):
+        return text
+    return f"{heading}\n{text}"
 
 
 # Words whose trailing period does not end a sentence ("Co. Ltd.", "Dr. Smith", "U.S. policy").
@@ -176,10 +190,14 @@ def split_spans(
     return spans
 
 
-def chunk_id(doc_key: str, index: int, start: int, text: str) -> str:
-    """Deterministic chunk id: same document key, position and text give the same id."""
-    payload = f"{doc_key}\x00{index}\x00{start}\x00{text}".encode()
-    return hashlib.sha256(payload).hexdigest()[:32]
+def chunk_id(doc_key: str, index: int, start: int, text: str, sections: str = "") -> str:
+    """Deterministic chunk id: same document key, position, text and sections (the headings'
+    paths, when the chunk has any) give the same id. A chunk whose sections change gets a new
+    id, so that the BM25 index, which follows ids, reads its new search text and metadata."""
+    payload = f"{doc_key}\x00{index}\x00{start}\x00{text}"
+    if sections:
+        payload += f"\x00{sections}"
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
 def chunk_document(
@@ -197,6 +215,7 @@ def chunk_document(
     )
     chunks: list[Chunk] = []
     in_table: tuple[int, str] | None = None  # (start, table header) of the last chunk
+    paths = section_paths(document.headings, document.title)
     for region_start, region_end, page in regions:
         for start, end in split_spans(
             document.text, chunk_size, chunk_overlap, region_start, region_end
@@ -205,9 +224,12 @@ def chunk_document(
             index = len(chunks)
             header = _header_above(document.text, start, in_table)
             in_table = (start, header) if header else None
+            section = path_at(paths, start)
+            sections = tuple((at - start, path) for at, path in paths if start <= at < end)
+            where = repr((section, sections)) if section or sections else ""
             chunks.append(
                 Chunk(
-                    id=chunk_id(doc_key, index, start, text),
+                    id=chunk_id(doc_key, index, start, text, where),
                     text=text,
                     source=source,
                     title=document.title,
@@ -217,6 +239,8 @@ def chunk_document(
                     index=index,
                     content_hash=hashlib.sha256(text.encode()).hexdigest()[:16],
                     table_header=header,
+                    section=section,
+                    sections=sections,
                 )
             )
     return chunks

@@ -14,8 +14,10 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rag.config import RagError
+from rag.sections import Heading, located, markdown_headings
 
 SUPPORTED_EXTENSIONS = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx")
 
@@ -41,6 +43,7 @@ class LoadedDocument:
     text: str
     title: str
     pages: list[PageSpan] = field(default_factory=list)
+    headings: list[Heading] = field(default_factory=list)  # in document order (rag.sections)
 
     def page_at(self, offset: int) -> int | None:
         """1-based page number holding ``offset``, or None for documents without pages."""
@@ -209,7 +212,7 @@ def _load_markdown(path: Path) -> LoadedDocument:
     text = decode_text(path.read_bytes())
     heading = re.search(r"^\s{0,3}#\s+(.+?)\s*#*\s*$", text, flags=re.MULTILINE)
     title = heading.group(1).strip()[:200] if heading else _title_from_text(text, path.stem)
-    return LoadedDocument(path=path, text=text, title=title)
+    return LoadedDocument(path=path, text=text, title=title, headings=markdown_headings(text))
 
 
 # HTML --------------------------------------------------------------------------------------
@@ -236,6 +239,10 @@ def _load_html(path: Path) -> LoadedDocument:
     )
     if title_tag:
         title_tag.decompose()
+    found = [
+        (int(tag.name[1]), tag.get_text(" ", strip=True))
+        for tag in soup.find_all(["h1", "h2", "h3", "h4", "h5", "h6"])
+    ]
     for row in soup.find_all("tr"):  # table cells: "a | b | c" on one line per row
         for cell in row.find_all(["td", "th"], recursive=False)[1:]:
             cell.insert_before(" | ")
@@ -246,7 +253,7 @@ def _load_html(path: Path) -> LoadedDocument:
     text = body.get_text()
     lines = [re.sub(r"[ \t\u00a0]+", " ", line).strip() for line in text.splitlines()]
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-    return LoadedDocument(path=path, text=text, title=title[:200])
+    return LoadedDocument(path=path, text=text, title=title[:200], headings=located(text, found))
 
 
 # PDF ---------------------------------------------------------------------------------------
@@ -300,13 +307,23 @@ def _load_pdf(path: Path) -> LoadedDocument:
 # DOCX --------------------------------------------------------------------------------------
 
 
-def _iter_docx_blocks(document: object) -> Iterator[str]:
+def _docx_heading_level(paragraph: Any) -> int | None:
+    """0 for Word's Title style, N for "Heading N", None for other paragraphs."""
+    style = (paragraph.style.name or "") if paragraph.style is not None else ""
+    if style == "Title":
+        return 0
+    level = re.fullmatch(r"Heading (\d)", style)
+    return int(level.group(1)) if level else None
+
+
+def _iter_docx_blocks(document: object) -> Iterator[tuple[str, int | None]]:
+    """(text, heading level or None) of each paragraph, and of each table row ("a | b")."""
     from docx.table import Table
     from docx.text.paragraph import Paragraph
 
     for block in document.iter_inner_content():  # type: ignore[attr-defined]
         if isinstance(block, Paragraph):
-            yield block.text
+            yield block.text, _docx_heading_level(block)
         elif isinstance(block, Table):
             for row in block.rows:
                 cells: list[str] = []
@@ -315,7 +332,7 @@ def _iter_docx_blocks(document: object) -> Iterator[str]:
                     if value and (not cells or cells[-1] != value):
                         cells.append(value)
                 if cells:
-                    yield " | ".join(cells)
+                    yield " | ".join(cells), None
 
 
 def _load_docx(path: Path) -> LoadedDocument:
@@ -328,8 +345,20 @@ def _load_docx(path: Path) -> LoadedDocument:
         document = docx.Document(str(path))
     except (PackageNotFoundError, KeyError, zipfile.BadZipFile):
         raise LoaderError("not a valid .docx file (no Word document inside the archive)") from None
-    blocks = [block.strip() for block in _iter_docx_blocks(document)]
-    text = "\n\n".join(block for block in blocks if block)
+    parts: list[str] = []
+    headings: list[Heading] = []
+    offset = 0
+    for block, level in _iter_docx_blocks(document):
+        block = block.strip()
+        if not block:
+            continue
+        if parts:
+            offset += 2  # the "\n\n" between blocks
+        if level is not None:
+            headings.append(Heading(offset, level, " ".join(block.split())))
+        parts.append(block)
+        offset += len(block)
+    text = "\n\n".join(parts)
     title = (document.core_properties.title or "").strip()
     if not title:
         for paragraph in document.paragraphs:
@@ -338,7 +367,10 @@ def _load_docx(path: Path) -> LoadedDocument:
                 title = paragraph.text.strip()
                 break
     return LoadedDocument(
-        path=path, text=text, title=(title or _title_from_text(text, path.stem))[:200]
+        path=path,
+        text=text,
+        title=(title or _title_from_text(text, path.stem))[:200],
+        headings=headings,
     )
 
 

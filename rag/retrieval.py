@@ -12,6 +12,7 @@ chunk); a full rebuild happens only when the changes since the last one grow lar
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 from collections.abc import Sequence
@@ -25,10 +26,12 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
-from rag.bm25 import BM25Index, Records, Segment, search_text
+from rag.bm25 import BM25Index, Records, Segment
 from rag.bm25_disk import BM25Cache
+from rag.chunking import search_text
 from rag.config import Settings
 from rag.embeddings import Embedder, get_embedder
+from rag.sections import path_at, with_section
 from rag.store import Store, open_store
 
 __all__ = [
@@ -82,9 +85,26 @@ class RetrievedChunk:
         return int(self.metadata.get("end", self.start + len(self.text)))
 
     @property
+    def section(self) -> str:
+        """The heading path in effect where the chunk starts (rag.sections), or ""."""
+        return str(self.metadata.get("section") or "")
+
+    def heading_at(self, offset: int) -> str:
+        """The document title with the heading path in effect at ``offset`` of the chunk's
+        text ("Fleet guide › Refuelling"): what a sentence there is read after."""
+        inner: list[tuple[int, str]] = []
+        raw = self.metadata.get("sections")
+        if raw:
+            try:
+                inner = [(int(at), str(path)) for at, path in json.loads(str(raw))]
+            except (ValueError, TypeError):
+                inner = []  # written by something else: read under the chunk's own section
+        return with_section(self.title, path_at(inner, offset, self.section))
+
+    @property
     def search_text(self) -> str:
-        """The text that was embedded and keyword-indexed (title + chunk)."""
-        return search_text(self.title, self.text)
+        """The text that was embedded and keyword-indexed (title and section + chunk)."""
+        return search_text(self.title, self.text, self.section)
 
     def to_document(self) -> Document:
         metadata = dict(self.metadata)

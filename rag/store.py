@@ -8,6 +8,7 @@ the store alone (which also works against a shared Chroma server).
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -466,6 +467,10 @@ def chunk_metadata(chunk: Chunk, extra: dict[str, Any]) -> dict[str, Any]:
         metadata["page"] = chunk.page
     if chunk.table_header:
         metadata["table_header"] = chunk.table_header
+    if chunk.section:
+        metadata["section"] = chunk.section
+    if chunk.sections:  # Chroma metadata values are scalars: the list goes as JSON
+        metadata["sections"] = json.dumps(chunk.sections, ensure_ascii=False)
     metadata.update(extra)
     return metadata
 

@@ -543,3 +543,34 @@ def test_table_rows_are_read_after_their_header(tmp_path, settings: Settings) ->
     answer = bot.ask(question)
     assert not answer.refused and "`documents`" in answer.answer
     assert "|." not in answer.answer  # a quoted row gets no full stop after its last "|"
+
+
+def test_sentences_are_read_under_their_section(tmp_path, settings: Settings) -> None:
+    """A sentence that names its subject only in its section's heading ("It leaves at 09:40."
+    under "## Caskhaven ferry") is read after the document title and that heading, so a question
+    naming the subject finds it and not the same kind of sentence in the section before."""
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "ferries.md").write_text(
+        "# Ferry guide\n\n## Vell Island ferry\n\n"
+        "It leaves Port Ederly at 07:15 and the crossing takes forty minutes.\n\n"
+        "## Caskhaven ferry\n\n"
+        "It leaves Port Ederly at 09:40 and the crossing takes two hours.\n",
+        encoding="utf-8",
+    )
+    assert ingest([tmp_path / "docs"], settings).ok
+    bot = RAG(settings)
+    for question, section, right, wrong in (
+        ("How long is the crossing to Caskhaven?", "Caskhaven ferry", "two hours", "forty"),
+        ("When does the Vell Island ferry leave?", "Vell Island ferry", "07:15", "09:40"),
+    ):
+        chunks = bot.searcher.search(question).chunks
+        best = bot.rank_sentences(question, chunks)[0]
+        sentence = chunks[best.chunk_index].text[best.start : best.end]
+        assert right in sentence
+        under, alone = bot.reader.score(
+            question, [(f"Ferry guide › {section}", sentence), ("Ferry guide", sentence)]
+        )
+        assert best.reader_score == pytest.approx(under.score, abs=1e-4)
+        assert under.score > alone.score
+        answer = bot.ask(question)
+        assert not answer.refused and right in answer.answer and wrong not in answer.answer

@@ -48,3 +48,34 @@ def test_built_sets_are_consistent_and_reproducible(tmp_path: Path) -> None:
         assert len(unanswerable) >= 40 and not any(q.answerable for q in unanswerable)
     outside = {q.question for q in load_question_set(first / "outside.yaml").questions}
     assert not any(question in text for text in corpus.values() for question in outside)
+
+
+def test_sectioned_layout_holds_the_same_articles_and_questions(tmp_path: Path) -> None:
+    """<split>-sectioned: every article becomes a "## Title" section of one of four documents,
+    each question points at the document holding its evidence, and the title of a document no
+    longer says what its passages are about."""
+    from rag.loaders import load_file
+
+    build(tmp_path, splits=("test",))
+    plain, sectioned = tmp_path / "test", tmp_path / "test-sectioned"
+    documents = sorted((sectioned / "corpus").glob("*.md"))
+    assert [p.name for p in documents] == [f"collection_{n}.md" for n in range(1, 5)]
+    texts = {p.name: p.read_text(encoding="utf-8") for p in documents}
+    articles = list((plain / "corpus").glob("*.md"))
+    headings = [h for p in documents for h in load_file(p).headings if h.level == 2]
+    assert len(headings) == len(articles)
+    for article in articles:
+        title, body = article.read_text(encoding="utf-8").split("\n", 1)
+        assert sum(f"#{title}\n{body.strip()}\n" in text for text in texts.values()) == 1
+    moved = load_question_set(sectioned / "answerable.yaml").questions
+    original = load_question_set(plain / "answerable.yaml").questions
+    assert [q.question for q in moved] == [q.question for q in original]
+    for question in moved:
+        assert question.evidence[0] in texts[question.source], question.id
+    for name in ("adversarial.yaml", "outside.yaml"):
+        assert [q.question for q in load_question_set(sectioned / name).questions] == [
+            q.question for q in load_question_set(plain / name).questions
+        ]
+    assert {load_file(p).title for p in documents} == {
+        f"Reference collection {n}" for n in range(1, 5)
+    }

@@ -230,7 +230,8 @@ class AnswerChecker:
         bar = calibration.sentence_threshold
         if strict and turn.ranked:
             bar = max(bar, turn.ranked[0].score - calibration.second_sentence_margin)
-        title = chunks[support.chunk_index].title
+        chunk = chunks[support.chunk_index]
+        title = chunk.heading_at(support.start - chunk.start)
         read = self.reader.score(turn.standalone, [(title, text)])[0]
         cosine = float(vectors[0] @ embedder.encode_query(turn.standalone))
         score = calibration.sentence_score(read.score, cosine, support.chunk_index)

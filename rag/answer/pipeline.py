@@ -63,11 +63,13 @@ __all__ = ["RAG", "ask", "get_rag", "refusal_text"]
 
 def reading_title(chunk: RetrievedChunk, start: int, before: str = "") -> str:
     """What the reader reads before the sentence at ``start`` of ``chunk``: the document's
-    title, then for a table row its table's header row (``rag.chunking.table_header``), else
-    ``before`` (the sentence before, when given)."""
+    title with the section the sentence is in (``RetrievedChunk.heading_at``), then for a table
+    row its table's header row (``rag.chunking.table_header``), else ``before`` (the sentence
+    before, when given)."""
     header = table_header(chunk.text, start, chunk.table_header, starts_document=chunk.start == 0)
     context = header or before
-    return with_context(chunk.title, context) if context else chunk.title
+    title = chunk.heading_at(start)
+    return with_context(title, context) if context else title
 
 
 class RAG:
@@ -486,7 +488,10 @@ class RAG:
         units = [[(a, b) for _, _, a, b in self.sentence_units(chunk)] for chunk in chunks]
         scores = self.reader.score_passages(
             question,
-            [(chunk.title, chunk.text, own) for chunk, own in zip(chunks, units, strict=True)],
+            [
+                (chunk.heading_at(0), chunk.text, own)
+                for chunk, own in zip(chunks, units, strict=True)
+            ],
         )
         best: dict[tuple[str, int, int], Candidate] = {}
         for index, (chunk, own, scored) in enumerate(zip(chunks, units, scores, strict=True)):

@@ -22,11 +22,12 @@ ANSWER_PROMPT = ChatPromptTemplate.from_messages(
 
 
 def numbered_context(chunks: list[RetrievedChunk], excerpts: list[str] | None = None) -> str:
-    """The sources as the model sees them: ``[n] title`` then the (whole or excerpted) text."""
+    """The sources as the model sees them: ``[n] title`` (with the section the chunk starts
+    in) then the (whole or excerpted) text."""
     texts = excerpts if excerpts is not None else [chunk.text for chunk in chunks]
     return "\n\n".join(
-        f"[{n}] {chunk.title}\n{text}"
-        if chunk.title and not text.startswith(chunk.title)
+        f"[{n}] {chunk.heading_at(0)}\n{text}"
+        if chunk.title and not text.startswith(chunk.heading_at(0))
         else f"[{n}] {text}"
         for n, (chunk, text) in enumerate(zip(chunks, texts, strict=True), start=1)
         if text

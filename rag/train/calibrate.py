@@ -322,11 +322,24 @@ def main(argv: list[str] | None = None) -> int:
         metavar="RECORDS",
         help="only print the cross-validated validation figures of records written by --records",
     )
+    parser.add_argument(
+        "--sectioned",
+        action="store_true",
+        help="only print the cross-validated figures on the validation articles laid out as "
+        "sections of four documents (<sets>/validation-sectioned); reader.json is not written",
+    )
     args = parser.parse_args(argv)
     if args.cross_validate:
         print(json.dumps(cross_validate(json.loads(args.cross_validate.read_text()))))
         return 0
     build(args.sets, splits=("validation",))
+    if args.sectioned:
+        with tempfile.TemporaryDirectory(prefix="rag-calibrate-") as index_dir:
+            records = collect(args.reader, args.sets / "validation-sectioned", Path(index_dir))
+        if args.records:
+            args.records.write_text(json.dumps(records, indent=1))
+        print(json.dumps(cross_validate(records)))
+        return 0
     with tempfile.TemporaryDirectory(prefix="rag-calibrate-") as index_dir:
         records = collect(args.reader, args.sets / "validation", Path(index_dir))
     if args.records:

@@ -11,6 +11,8 @@ it; ``test``: figures are reported from it, never tuned on) this writes
     <out>/<split>/adversarial.yaml SQuAD 2.0's crowd-written unanswerable near misses about an
                                    indexed article (test: Spectre (2015 film))
     <out>/<split>/outside.yaml     questions about articles left out of the index
+    <out>/<split>-sectioned/       the same sets over the same articles laid out as "## Title"
+                                   sections of four "Reference collection N" documents
 
 Run them with ``rag ingest <out>/<split>/corpus --index I`` and ``rag eval <set> --index I``
 (``make heldout-eval`` does both). Seeded: the same files every time.
@@ -33,6 +35,7 @@ from rag.train.squad import Article, load_articles, split_articles
 DEFAULT_OUT = Path("build/heldout")
 
 SEED = 7
+SECTIONED_DOCUMENTS = 4  # <split>-sectioned: the indexed articles as sections of this many
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,35 @@ def write_corpus(articles: list[Article], folder: Path) -> None:
         body = "\n\n".join(p.context.strip() for p in article.paragraphs)
         path = folder / f"{slug(article.title)}.md"
         path.write_text(f"# {article.display_title}\n\n{body}\n", encoding="utf-8")
+
+
+def write_sectioned(articles: list[Article], split_folder: Path, folder: Path) -> None:
+    """The split's indexed articles as sections ("## Title") of ``SECTIONED_DOCUMENTS``
+    documents titled "Reference collection N", so that only a section heading says what a
+    passage is about (as in a handbook or manual), and the split's question sets with their
+    sources pointing at those documents."""
+    corpus = folder / "corpus"
+    corpus.mkdir(parents=True, exist_ok=True)
+    for old in corpus.glob("*.md"):
+        old.unlink()
+    ordered = sorted(articles, key=lambda article: f"{slug(article.title)}.md")
+    moved: dict[str, str] = {}
+    for n in range(SECTIONED_DOCUMENTS):
+        name = f"collection_{n + 1}.md"
+        parts = [f"# Reference collection {n + 1}\n"]
+        for article in ordered[n::SECTIONED_DOCUMENTS]:
+            body = "\n\n".join(p.context.strip() for p in article.paragraphs)
+            parts.append(f"## {article.display_title}\n{body}\n")
+            moved[f"{slug(article.title)}.md"] = name
+        (corpus / name).write_text("\n".join(parts), encoding="utf-8")
+    for path in sorted(split_folder.glob("*.yaml")):
+        header = "".join(line for line in path.read_text().splitlines(True) if line[:1] == "#")
+        data = yaml.safe_load(path.read_text())
+        for item in data["questions"]:
+            if "source" in item:
+                item["source"] = moved[item["source"]]
+        body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+        (folder / path.name).write_text(header + body, encoding="utf-8")
 
 
 def answer_sentence(context: str, start: int, end: int) -> str | None:
@@ -164,7 +196,8 @@ def build(out: Path, splits: tuple[str, ...] = ("validation", "test")) -> None:
             f"Questions about {len(outside)} articles that are not in the index.",
             unanswerable(outside_questions, None, rng),
         )
-        print(f"{folder}: {len(indexed)} articles indexed, {len(outside)} outside")
+        write_sectioned(indexed, folder, out / f"{name}-sectioned")
+        print(f"{folder}: {len(indexed)} articles indexed, {len(outside)} outside (and -sectioned)")
 
 
 def main() -> int:

@@ -1,0 +1,124 @@
+"""Section headings: where a document's headings are, and the heading path in effect at a place.
+
+A sentence under "## Refuelling" of a fleet guide, or under "## A cappella" of a collection of
+articles, says less on its own than with its section's name, as a Wikipedia sentence says less
+without its article's title (which is what the reader was trained to read it after). The loaders
+record each document's headings (``Heading``: markdown ATX headings outside code fences, HTML
+``h1``-``h6``, Word heading styles; plain text and PDF have none that can be told apart from a
+short line). ``section_paths`` turns them into the path of headings in effect after each one
+("Fleet guide › Refuelling" minus the document title, which is read anyway); the chunker stores
+the path at a chunk's start and at every heading inside it, and ``path_at`` looks one up.
+
+This module depends on nothing else of ours; loaders and chunking import it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+SEPARATOR = " › "
+MAX_DEPTH = 3  # the innermost headings kept in a path
+MAX_PATH = 160  # characters; a longer path keeps its end (the innermost headings)
+
+_ATX = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class Heading:
+    """A heading line of a document's text: where it starts, its level (1 = top) and text."""
+
+    start: int
+    level: int
+    text: str
+
+
+def markdown_headings(text: str) -> list[Heading]:
+    """The ATX headings (``#`` to ``######``) of markdown ``text``, outside fenced code."""
+    headings: list[Heading] = []
+    fence = ""
+    offset = 0
+    for line in text.splitlines(keepends=True):
+        opening = _FENCE.match(line)
+        if fence:
+            if opening and opening.group(1)[0] == fence[0] and len(opening.group(1)) >= len(fence):
+                fence = ""
+        elif opening:
+            fence = opening.group(1)
+        else:
+            match = _ATX.match(line.rstrip("\r\n"))
+            if match and match.group(2).strip():
+                headings.append(Heading(offset, len(match.group(1)), match.group(2).strip()))
+        offset += len(line)
+    return headings
+
+
+def located(text: str, found: Iterable[tuple[int, str]]) -> list[Heading]:
+    """Headings given in document order as (level, text) whose text the loader wrote as a line
+    of ``text``: each is looked for from where the previous one was found (one not found as a
+    whole line is left out)."""
+    headings: list[Heading] = []
+    position = 0
+    for level, heading in found:
+        heading = _SPACE.sub(" ", heading).strip()
+        if not heading:
+            continue
+        match = re.compile(rf"^[ \t]*{re.escape(heading)}[ \t]*$", re.MULTILINE).search(
+            text, position
+        )
+        if match:
+            headings.append(Heading(match.start(), level, heading))
+            position = match.end()
+    return headings
+
+
+def section_paths(headings: Sequence[Heading], title: str) -> list[tuple[int, str]]:
+    """(start of a heading, the path of headings in effect from there on) for each heading that
+    changes the path, in order. A heading closes the open ones of its level and deeper; one
+    whose text the document's title already holds ("Fares" under the title "Timetables and Fares
+    2024") is left out of paths, as the title is read anyway."""
+    own_title = _SPACE.sub(" ", title).strip().casefold()
+    stack: list[tuple[int, str]] = []
+    paths: list[tuple[int, str]] = []
+    current = ""
+    for heading in sorted(headings, key=lambda h: h.start):
+        while stack and stack[-1][0] >= heading.level:
+            stack.pop()
+        if not _holds(own_title, heading.text.casefold()):
+            stack.append((heading.level, heading.text))
+        path = _joined([text for _, text in stack])
+        if path != current:
+            paths.append((heading.start, path))
+            current = path
+    return paths
+
+
+def _holds(title: str, words: str) -> bool:
+    """Does ``title`` hold ``words`` as whole words?"""
+    return bool(re.search(rf"(?<!\w){re.escape(words)}(?!\w)", title))
+
+
+def _joined(parts: list[str]) -> str:
+    path = SEPARATOR.join(parts[-MAX_DEPTH:])
+    return path if len(path) <= MAX_PATH else "…" + path[-(MAX_PATH - 1) :]
+
+
+def path_at(paths: Sequence[tuple[int, str]], offset: int, before: str = "") -> str:
+    """The path in effect at ``offset``: that of the last heading starting before it (a heading
+    line itself is read under the path above it), else ``before``. ``paths`` is in order."""
+    path = before
+    for start, after in paths:
+        if start >= offset:
+            break
+        path = after
+    return path
+
+
+def with_section(title: str, section: str) -> str:
+    """A title with its section path ("Fleet guide › Refuelling"), or the title alone."""
+    if not section:
+        return title
+    return f"{title}{SEPARATOR}{section}" if title else section

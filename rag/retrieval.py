@@ -89,17 +89,22 @@ class RetrievedChunk:
         """The heading path in effect where the chunk starts (rag.sections), or ""."""
         return str(self.metadata.get("section") or "")
 
+    @property
+    def sections(self) -> list[tuple[int, str]]:
+        """(offset in the text, heading path from there on) of each heading line inside the
+        chunk that changes the path (rag.sections), in order."""
+        raw = self.metadata.get("sections")
+        if not raw:
+            return []
+        try:
+            return [(int(at), str(path)) for at, path in json.loads(str(raw))]
+        except (ValueError, TypeError):
+            return []  # written by something else: read under the chunk's own section
+
     def heading_at(self, offset: int) -> str:
         """The document title with the heading path in effect at ``offset`` of the chunk's
         text ("Fleet guide › Refuelling"): what a sentence there is read after."""
-        inner: list[tuple[int, str]] = []
-        raw = self.metadata.get("sections")
-        if raw:
-            try:
-                inner = [(int(at), str(path)) for at, path in json.loads(str(raw))]
-            except (ValueError, TypeError):
-                inner = []  # written by something else: read under the chunk's own section
-        return with_section(self.title, path_at(inner, offset, self.section))
+        return with_section(self.title, path_at(self.sections, offset, self.section))
 
     @property
     def search_text(self) -> str:

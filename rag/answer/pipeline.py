@@ -471,10 +471,14 @@ class RAG:
 
     def sentence_units(self, chunk: RetrievedChunk) -> list[tuple[int, int, int, int]]:
         """What the reader scores in a chunk: (first sentence, last sentence, start, end) of
-        each sentence with a word in it, a lead-in ending in ':' together with its list."""
+        each sentence with a word in it, a lead-in ending in ':' together with its list. A
+        section's heading line is not one: it is read as context of the sentences under it."""
         spans = self.verifier.chunk_sentences(chunk).spans
+        headings = {at for at, _ in chunk.sections}
         units = []
         for s, (a, _) in enumerate(spans):
+            if a in headings:
+                continue
             last = list_end(chunk.text, spans, s)
             b = spans[last][1]
             if WORD.search(chunk.text[a:b]):

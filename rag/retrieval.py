@@ -101,10 +101,14 @@ class RetrievedChunk:
         except (ValueError, TypeError):
             return []  # written by something else: read under the chunk's own section
 
+    def section_at(self, offset: int) -> str:
+        """The heading path in effect at ``offset`` of the chunk's text ("Refuelling"), or ""."""
+        return path_at(self.sections, offset, self.section)
+
     def heading_at(self, offset: int) -> str:
         """The document title with the heading path in effect at ``offset`` of the chunk's
         text ("Fleet guide › Refuelling"): what a sentence there is read after."""
-        return with_section(self.title, path_at(self.sections, offset, self.section))
+        return with_section(self.title, self.section_at(offset))
 
     @property
     def search_text(self) -> str:

@@ -342,7 +342,7 @@ def test_answer_json_contract(bot: RAG) -> None:
         "llm", "timings",
     }  # fmt: skip
     assert set(data["citations"][0]) == {
-        "n", "source", "chunk_id", "page", "start", "end", "quote"
+        "n", "source", "chunk_id", "page", "start", "end", "quote", "section"
     }  # fmt: skip
     assert set(data["retrieved"][0]) == {"chunk_id", "source", "score", "text"}
     assert set(data["timings"]) == {"load_s", "retrieve_s", "generate_s", "total_s"}
@@ -577,3 +577,7 @@ def test_sentences_are_read_under_their_section(tmp_path, settings: Settings) ->
         assert under.score > alone.score
         answer = bot.ask(question)
         assert not answer.refused and right in answer.answer and wrong not in answer.answer
+        (citation,) = answer.citations
+        assert citation.section == section  # where the quote is, shown with its source
+        assert citation.location().endswith(f"ferries.md › {section}")
+        assert answer.to_dict()["citations"][0]["section"] == section

@@ -130,6 +130,20 @@ def test_sources_highlight_the_quote_inside_its_chunk() -> None:
     assert fragment.count("<mark>") == 1
 
 
+def test_sources_name_the_section_of_the_quote() -> None:
+    chunk = "## Refuelling\n\nFuel is taken on at Port Ederly only."
+    start = chunk.index("Fuel")
+    citation = _citation(chunk, start, len(chunk)).model_copy(
+        update={"section": "Fleet <b>guide</b> › Refuelling", "page": None}
+    )
+    shown = "".join(assert_only_our_markup(render.sources_html([citation])).text)
+    assert "Fleet <b>guide</b> › Refuelling" in shown  # escaped, shown as text
+    copied = render.copy_text(_answer("Fuel is taken on at Port Ederly only. [1]", [citation]))
+    assert copied.endswith(
+        f'[1] {citation.source} › Fleet <b>guide</b> › Refuelling: "{citation.quote}"'
+    )
+
+
 def test_long_context_is_trimmed_around_the_quote() -> None:
     chunk = "alpha " * 200 + "The quoted sentence here. " + "omega " * 200
     start = chunk.index("The quoted")

@@ -61,6 +61,7 @@ class Composer:
                     start=support.start,
                     end=support.end,
                     quote=chunk.text[local_start:local_end],
+                    section=chunk.section_at(local_start),
                     chunk_start=chunk.start,
                     chunk_index=int(chunk.metadata.get("chunk_index", 0)),
                     chunk_text=chunk.text,

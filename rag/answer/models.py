@@ -27,10 +27,20 @@ class Citation(BaseModel):
     start: int = Field(description="Start of the supporting span, as a char offset in the source.")
     end: int
     quote: str = Field(description="The exact supporting span of the source text.")
+    section: str = Field(
+        "",
+        description='The headings of the section the quote is in ("Fleet guide › Refuelling" '
+        "minus the document title), or empty.",
+    )
     chunk_start: int = Field(0, exclude=True)
     chunk_index: int = Field(0, exclude=True, description="Position of the chunk in its file.")
     chunk_text: str = Field("", exclude=True)
     title: str = Field("", exclude=True)
+
+    def location(self) -> str:
+        """Where the quote is, for people: "fleet.md › Refuelling", "report.pdf, page 3"."""
+        place = f"{self.source} › {self.section}" if self.section else self.source
+        return f"{place}, page {self.page}" if self.page is not None else place
 
 
 class RetrievedInfo(BaseModel):

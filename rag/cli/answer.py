@@ -53,9 +53,8 @@ def _print_sources(answer: Any) -> None:
         return
     click.echo("\nSources:")
     for citation in answer.citations:
-        page = f", page {citation.page}" if citation.page is not None else ""
         quote = citation.quote if len(citation.quote) <= 300 else citation.quote[:297] + "..."
-        click.echo(f'  [{citation.n}] {citation.source}{page}: "{quote}"')
+        click.echo(f'  [{citation.n}] {citation.location()}: "{quote}"')
 
 
 @click.command()

@@ -71,8 +71,7 @@ def copy_text(answer: Any) -> str:
     if answer.citations:
         lines += ["", "Sources:"]
         for citation in answer.citations:
-            page = f", page {citation.page}" if citation.page is not None else ""
-            lines.append(f'[{citation.n}] {citation.source}{page}: "{citation.quote}"')
+            lines.append(f'[{citation.n}] {citation.location()}: "{citation.quote}"')
     return "\n".join(lines)
 
 
@@ -137,8 +136,12 @@ def queued_html() -> str:
 
 
 def source_label(citation: Any) -> str:
-    """'file name · page 3 · chunk 2 · chars 120-240' (escaped; chunks counted from 1)."""
+    """'file name · Section › Subsection · page 3 · chunk 2 · chars 120-240' (escaped; chunks
+    counted from 1; the section where the document has headings)."""
     bits = [f"<b>{escape(citation.source)}</b>"]
+    section = getattr(citation, "section", "") or ""
+    if section:
+        bits.append(escape(section))
     if citation.page is not None:
         bits.append(f"page {int(citation.page)}")
     index = getattr(citation, "chunk_index", None)

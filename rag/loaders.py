@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import math
 import os
 import re
 import zipfile
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.config import RagError
-from rag.sections import Heading, located, markdown_headings
+from rag.sections import Heading, headings_by_size, located, markdown_headings
 
 SUPPORTED_EXTENSIONS = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx")
 
@@ -279,9 +280,11 @@ def _load_pdf(path: Path) -> LoadedDocument:
                 raise LoaderError("encrypted PDF (password required)") from None
         parts: list[str] = []
         pages: list[PageSpan] = []
+        runs: list[tuple[float, str]] = []  # (font size, text) for headings_by_size
         offset = 0
         for number, page in enumerate(reader.pages, start=1):
-            page_text = _normalise_newlines(page.extract_text() or "").strip()
+            text_of_page = page.extract_text(visitor_text=_sized_runs(runs))
+            page_text = _normalise_newlines(text_of_page or "").strip()
             if not page_text:
                 continue
             if parts:
@@ -301,7 +304,22 @@ def _load_pdf(path: Path) -> LoadedDocument:
     if not text.strip():
         raise LoaderError("PDF has no extractable text (scanned images need OCR, not supported)")
     title = str(metadata_title).strip() if metadata_title else _title_from_text(text, path.stem)
-    return LoadedDocument(path=path, text=text, title=title[:200], pages=pages)
+    headings = located(text, headings_by_size(runs))
+    return LoadedDocument(path=path, text=text, title=title[:200], pages=pages, headings=headings)
+
+
+def _sized_runs(runs: list[tuple[float, str]]) -> Callable[..., None]:
+    """A pypdf text visitor appending (font size as set on the page, text) to ``runs``."""
+
+    def visit(text: str, cm: Any, tm: Any, font: Any, size: Any) -> None:
+        if text.strip():
+            try:
+                scale = math.hypot(tm[2], tm[3]) * math.hypot(cm[2], cm[3])
+                runs.append((round(float(size) * scale, 1), text))
+            except (TypeError, ValueError, IndexError):
+                pass  # an odd text matrix: the run counts as no heading
+
+    return visit
 
 
 # DOCX --------------------------------------------------------------------------------------

@@ -4,10 +4,11 @@ A sentence under "## Refuelling" of a fleet guide, or under "## A cappella" of a
 articles, says less on its own than with its section's name, as a Wikipedia sentence says less
 without its article's title (which is what the reader was trained to read it after). The loaders
 record each document's headings (``Heading``: markdown ATX headings outside code fences, HTML
-``h1``-``h6``, Word heading styles; plain text and PDF have none that can be told apart from a
-short line). ``section_paths`` turns them into the path of headings in effect after each one
-("Fleet guide › Refuelling" minus the document title, which is read anyway); the chunker stores
-the path at a chunk's start and at every heading inside it, and ``path_at`` looks one up.
+``h1``-``h6``, Word heading styles, PDF lines set larger than the body text; plain text has
+none that can be told apart from a short line). ``section_paths`` turns them into the path of
+headings in effect after each one ("Fleet guide › Refuelling" minus the document title, which
+is read anyway); the chunker stores the path at a chunk's start and at every heading inside it,
+and ``path_at`` looks one up.
 
 This module depends on nothing else of ours; loaders and chunking import it.
 """
@@ -66,13 +67,45 @@ def located(text: str, found: Iterable[tuple[int, str]]) -> list[Heading]:
         heading = _SPACE.sub(" ", heading).strip()
         if not heading:
             continue
-        match = re.compile(rf"^[ \t]*{re.escape(heading)}[ \t]*$", re.MULTILINE).search(
-            text, position
-        )
+        words = r"[ \t]+".join(re.escape(word) for word in heading.split())
+        match = re.compile(rf"^[ \t]*{words}[ \t]*$", re.MULTILINE).search(text, position)
         if match:
             headings.append(Heading(match.start(), level, heading))
             position = match.end()
     return headings
+
+
+HEADING_SIZE = 1.1  # a PDF line set this many times larger than the body text is a heading
+MAX_HEADING = 150  # characters; a longer run of large text is not a heading
+_LEADERS = re.compile(r"(\.\s*){4,}")  # a table of contents' dot leaders
+
+
+def headings_by_size(runs: Sequence[tuple[float, str]]) -> list[tuple[int, str]]:
+    """(level, text) of the headings among a PDF's text runs ((font size, text), in reading
+    order): the body size is the one most characters are set in; consecutive runs set at least
+    ``HEADING_SIZE`` times larger, in one size, form a heading (levels by size, largest 1),
+    unless long or a table of contents' entry. Typography, not wording: a PDF keeps no
+    structure a loader could read, but its larger lines are what a reader sees as headings."""
+    weight: dict[float, int] = {}
+    for size, text in runs:
+        weight[size] = weight.get(size, 0) + len(text.strip())
+    if not weight:
+        return []
+    body = max(weight, key=lambda size: weight[size])
+    found: list[tuple[float, str]] = []
+    current: list[str] = []
+    current_size = 0.0
+    for size, text in [*runs, (0.0, "")]:
+        large = size >= body * HEADING_SIZE
+        if large and size == current_size:
+            current.append(text)
+            continue
+        heading = _SPACE.sub(" ", "".join(current)).strip()
+        if heading and len(heading) <= MAX_HEADING and not _LEADERS.search(heading):
+            found.append((current_size, heading))
+        current, current_size = ([text], size) if large else ([], 0.0)
+    levels = {size: rank for rank, size in enumerate(sorted({s for s, _ in found}, reverse=True))}
+    return [(levels[size] + 1, heading) for size, heading in found]
 
 
 def section_paths(headings: Sequence[Heading], title: str) -> list[tuple[int, str]]:

@@ -139,3 +139,27 @@ def test_a_renamed_heading_reaches_the_chunks_below_it(tmp_path: Path, settings)
         assert all(c.search_text.startswith(f"Ferry guide › {name}\n") for c in below)
     index = searcher.bm25()
     assert not index.top("Caskhaven", 10).indices.size  # the old heading's word is gone
+
+
+def test_pdf_headings_are_its_larger_lines() -> None:
+    """A PDF keeps no structure; its headings are the lines set larger than the body text."""
+    from rag.sections import headings_by_size
+
+    runs = [
+        (16.0, "Safety "), (16.0, "procedures"), (10.0, "Body text of the document. " * 9),
+        (12.0, "1. Weather limits"), (10.0, "Sailings stop above force 8."),
+        (12.0, "Contents . . . . . . . 3"), (12.0, "A large paragraph. " * 12),
+        (10.0, "More body text."),
+    ]  # fmt: skip
+    assert headings_by_size(runs) == [(1, "Safety procedures"), (2, "1. Weather limits")]
+    assert headings_by_size([]) == []
+
+    pdf = Path(__file__).resolve().parents[1] / "evals/corpora/handbook/safety_procedures.pdf"
+    document = load_file(pdf)
+    found = [(h.level, h.text) for h in document.headings]
+    assert found[0] == (1, "Passenger Safety and Emergency Procedures")
+    assert (2, "3. Weather limits") in found and len(found) == 12
+    for heading in document.headings:
+        assert document.text[heading.start :].startswith(heading.text)
+    paths = section_paths(document.headings, document.title)
+    assert paths[0][1] == "1. Roles and responsibilities"  # the title is read anyway

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+from bisect import bisect_left
 from dataclasses import dataclass
 
 from rag.loaders import LoadedDocument
-from rag.sections import path_at, section_paths, with_section
+from rag.sections import section_paths, with_section
 
 # 4: chunks cut mid-table keep their table's header (table_header); 5: chunks keep their
 # section headings' paths (section, sections), and the section is embedded with the title
@@ -216,6 +217,7 @@ def chunk_document(
     chunks: list[Chunk] = []
     in_table: tuple[int, str] | None = None  # (start, table header) of the last chunk
     paths = section_paths(document.headings, document.title)
+    starts = [at for at, _ in paths]
     for region_start, region_end, page in regions:
         for start, end in split_spans(
             document.text, chunk_size, chunk_overlap, region_start, region_end
@@ -224,8 +226,9 @@ def chunk_document(
             index = len(chunks)
             header = _header_above(document.text, start, in_table)
             in_table = (start, header) if header else None
-            section = path_at(paths, start)
-            sections = tuple((at - start, path) for at, path in paths if start <= at < end)
+            first, stop = bisect_left(starts, start), bisect_left(starts, end)
+            section = paths[first - 1][1] if first else ""  # path_at(paths, start), by bisection
+            sections = tuple((at - start, path) for at, path in paths[first:stop])
             where = repr((section, sections)) if section or sections else ""
             chunks.append(
                 Chunk(

@@ -4,6 +4,7 @@
 ``models`` (the JSON contract and stream events), ``text``, ``condense`` (follow-ups),
 ``state`` (what a question carries through the chain), ``prompt`` (the prompt template),
 ``verify`` (support of a sentence by a source span), ``citations`` (answer text and citations),
+``reading`` (the reader's ranking of retrieved sentences and its in-context re-read),
 ``check`` (the sentence-by-sentence check step) and ``pipeline`` (RAG and its chain).
 """
 
@@ -33,8 +34,9 @@ from rag.answer.models import (
     StreamEvent,
     Timings,
 )
-from rag.answer.pipeline import MAX_READER_CANDIDATES, RAG, ask, get_rag
+from rag.answer.pipeline import RAG, ask, get_rag
 from rag.answer.prompt import ANSWER_PROMPT, SYSTEM_PROMPT, numbered_context
+from rag.answer.reading import MAX_READER_CANDIDATES, SentenceReader
 from rag.answer.state import Turn
 from rag.answer.text import clean_question, content_terms, numbers_in
 from rag.answer.verify import Support, Verifier, adds_information, new_words, split_answer
@@ -56,6 +58,7 @@ __all__ = [
     "History",
     "QuestionError",
     "RetrievedInfo",
+    "SentenceReader",
     "StreamEvent",
     "Support",
     "Timings",

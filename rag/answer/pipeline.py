@@ -41,35 +41,17 @@ from rag.answer.condense import (
 from rag.answer.loading import Loader
 from rag.answer.models import Answer, Candidate, StreamEvent
 from rag.answer.prompt import ANSWER_PROMPT, numbered_context
+from rag.answer.reading import SentenceReader
 from rag.answer.state import Turn, turn_of
-from rag.answer.text import WORD, clean_question
-from rag.answer.verify import Verifier, list_end
-from rag.chunking import table_header
+from rag.answer.text import clean_question
+from rag.answer.verify import Verifier
 from rag.config import RagError, Settings, load_settings
 from rag.embeddings import get_embedder
 from rag.llm import LLMSpec, LLMUnavailableError, endpoint, load_chat_model, parse_spec
-from rag.reader import READER_DIR, Reader, ReaderScore, get_reader, with_context
+from rag.reader import READER_DIR, Reader, get_reader
 from rag.retrieval import HybridRetriever, HybridSearcher, RetrievedChunk
 
-# Sentences the reader scores per question (the best by embedding similarity to it), and the
-# best-ranked of them read again after the sentence before them to decide answer/refuse. Both
-# were chosen on the validation articles (the least reader work within one question of 24 and 4
-# there; model card) and the calibration in reader.json was fitted with them.
-MAX_READER_CANDIDATES = 12
-CONTEXT_CANDIDATES = 2
-
 __all__ = ["RAG", "ask", "get_rag", "refusal_text"]
-
-
-def reading_title(chunk: RetrievedChunk, start: int, before: str = "") -> str:
-    """What the reader reads before the sentence at ``start`` of ``chunk``: the document's
-    title with the section the sentence is in (``RetrievedChunk.heading_at``), then for a table
-    row its table's header row (``rag.chunking.table_header``), else ``before`` (the sentence
-    before, when given)."""
-    header = table_header(chunk.text, start, chunk.table_header, starts_document=chunk.start == 0)
-    context = header or before
-    title = chunk.heading_at(start)
-    return with_context(title, context) if context else title
 
 
 class RAG:
@@ -113,6 +95,7 @@ class RAG:
             self.default_spec = parse_spec(self.settings.llm)
         self._chain: Runnable | None = None
         self.loader = Loader(self.embedder, self.reader, self.searcher)
+        self.sentences = SentenceReader(self.reader, self.embedder, self.verifier)
 
     def load(self, spec: LLMSpec | None = None) -> float:
         """Load what answering needs now rather than on the first question: the embedding
@@ -367,33 +350,21 @@ class RAG:
             return float("-inf")
         return self.reader.calibration.answerability(turn.context_score, turn.best_dense)
 
-    def context_score(
-        self, question: str, ranked: list[Candidate], chunks: list[RetrievedChunk]
-    ) -> float:
-        """The best reader score of the CONTEXT_CANDIDATES best-ranked sentences, each read
-        after the sentence before it in its chunk (``in_context_scores``): what decides whether
-        the documents answer."""
-        scores = self.in_context_scores(question, ranked[:CONTEXT_CANDIDATES], chunks)
-        return max(scores, default=float("-inf"))
+    def rank_sentences(self, question: str, chunks: list[RetrievedChunk]) -> list[Candidate]:
+        """The retrieved chunks' sentences ranked for ``question`` (``SentenceReader.rank``)."""
+        return self.sentences.rank(question, chunks)
 
     def in_context_scores(
         self, question: str, candidates: list[Candidate], chunks: list[RetrievedChunk]
     ) -> list[float]:
-        """The reader's score for each candidate read after the sentence before it in its chunk
-        (one opening its chunk is read alone). With the sentence before, the reader sees what
-        "he" or "it" stands for and what the sentence continues."""
-        if self.reader.reads_passages:
-            # Each sentence was scored in a read of its whole chunk: already in context.
-            return [candidate.reader_score for candidate in candidates]
-        inputs = []
-        for candidate in candidates:
-            chunk = chunks[candidate.chunk_index]
-            spans = self.verifier.chunk_sentences(chunk).spans
-            before = [(a, b) for a, b in spans if b <= candidate.start]
-            sentence_before = chunk.text[before[-1][0] : before[-1][1]] if before else ""
-            title = reading_title(chunk, candidate.start, sentence_before)
-            inputs.append((title, chunk.text[candidate.start : candidate.end]))
-        return [score.score for score in self.reader.score(question, inputs)]
+        """The reader's score of each candidate read after the sentence before it."""
+        return self.sentences.in_context_scores(question, candidates, chunks)
+
+    def context_score(
+        self, question: str, ranked: list[Candidate], chunks: list[RetrievedChunk]
+    ) -> float:
+        """What decides whether the documents answer (``SentenceReader.context_score``)."""
+        return self.sentences.context_score(question, ranked, chunks)
 
     def _refusal_reason(self, turn: Turn) -> str | None:
         if not turn.ranked:
@@ -417,94 +388,6 @@ class RAG:
             if own and own[0].score >= self.reader.calibration.sentence_threshold:
                 return turn.question, own
         return turn.standalone, self.rank_sentences(turn.standalone, chunks)
-
-    def rank_sentences(self, question: str, chunks: list[RetrievedChunk]) -> list[Candidate]:
-        """The retrieved chunks' sentences (a lead-in ending in ':' carries its list), scored by
-        the reader, best first (by ``Calibration.sentence_score``: the reader's score with the
-        sentence's similarity to the question and its chunk's place). Sentences repeated by
-        overlapping chunks are scored once; past MAX_READER_CANDIDATES, those farthest from the
-        question in embedding space are left out (the reader costs 10–14 ms a sentence on two
-        cores)."""
-        if not chunks:
-            return []
-        if self.reader.reads_passages:
-            return self.rank_in_passages(question, chunks)
-        query_vector = self.embedder.encode_query(question)
-        pool: list[tuple[float, int, int, int]] = []
-        seen: set[tuple[str, int, int]] = set()
-        for index, chunk in enumerate(chunks):
-            similarities = self.verifier.chunk_sentences(chunk).vectors @ query_vector
-            for s, last, a, b in self.sentence_units(chunk):
-                key = (chunk.source, chunk.start + a, chunk.start + b)
-                if key in seen:
-                    continue
-                seen.add(key)
-                pool.append((float(similarities[s : last + 1].max()), index, a, b))
-        pool.sort(key=lambda item: item[0], reverse=True)
-        pool = pool[:MAX_READER_CANDIDATES]
-        scores = self.reader.score(
-            question,
-            [(reading_title(chunks[index], a), chunks[index].text[a:b]) for _, index, a, b in pool],
-        )
-        ranked = [
-            self._candidate(score, index, a, b, cosine)
-            for (cosine, index, a, b), score in zip(pool, scores, strict=True)
-        ]
-        ranked.sort(key=lambda candidate: candidate.score, reverse=True)
-        return ranked
-
-    def _candidate(
-        self, score: ReaderScore, index: int, a: int, b: int, cosine: float = 0.0
-    ) -> Candidate:
-        """The sentence ``a:b`` of chunk ``index`` as the reader scored it, with its ranking
-        score (``Calibration.sentence_score``)."""
-        return Candidate(
-            self.reader.calibration.sentence_score(score.score, cosine, index),
-            index,
-            a,
-            b,
-            a + score.start,
-            a + score.end,
-            reader_score=score.score,
-            cosine=cosine,
-        )
-
-    def sentence_units(self, chunk: RetrievedChunk) -> list[tuple[int, int, int, int]]:
-        """What the reader scores in a chunk: (first sentence, last sentence, start, end) of
-        each sentence with a word in it, a lead-in ending in ':' together with its list. A
-        section's heading line is not one: it is read as context of the sentences under it."""
-        spans = self.verifier.chunk_sentences(chunk).spans
-        headings = {at for at, _ in chunk.sections}
-        units = []
-        for s, (a, _) in enumerate(spans):
-            if a in headings:
-                continue
-            last = list_end(chunk.text, spans, s)
-            b = spans[last][1]
-            if WORD.search(chunk.text[a:b]):
-                units.append((s, last, a, b))
-        return units
-
-    def rank_in_passages(self, question: str, chunks: list[RetrievedChunk]) -> list[Candidate]:
-        """rank_sentences for a passage reader: each chunk is read once, whole, and every
-        sentence of it scored from that read; a sentence repeated by overlapping chunks keeps
-        its best score."""
-        units = [[(a, b) for _, _, a, b in self.sentence_units(chunk)] for chunk in chunks]
-        scores = self.reader.score_passages(
-            question,
-            [
-                (chunk.heading_at(0), chunk.text, own)
-                for chunk, own in zip(chunks, units, strict=True)
-            ],
-        )
-        best: dict[tuple[str, int, int], Candidate] = {}
-        for index, (chunk, own, scored) in enumerate(zip(chunks, units, scores, strict=True)):
-            for (a, b), score in zip(own, scored, strict=True):
-                key = (chunk.source, chunk.start + a, chunk.start + b)
-                candidate = self._candidate(score, index, a, b)  # calibrated without a cosine
-                if key not in best or candidate.score > best[key].score:
-                    best[key] = candidate
-        return sorted(best.values(), key=lambda candidate: candidate.score, reverse=True)
 
 
 _DEFAULT: dict[tuple[str, ...], RAG] = {}

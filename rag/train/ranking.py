@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rag.answer.pipeline import CONTEXT_CANDIDATES
+from rag.answer.reading import CONTEXT_CANDIDATES
 from rag.reader import Calibration
 
 TOP = 3  # candidates kept per question once ranked

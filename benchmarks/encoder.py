@@ -117,7 +117,7 @@ def reader_latency(repeats: int, folder: Path | None = None) -> dict[str, Any]:
     sentences ranked, then the CONTEXT_CANDIDATES best read again after the sentence before
     them; a passage reader: the k = 4 retrieved chunks, each read once. ``folder``: the
     reader (default: the shipped one)."""
-    from rag.answer.pipeline import CONTEXT_CANDIDATES, MAX_READER_CANDIDATES
+    from rag.answer.reading import CONTEXT_CANDIDATES, MAX_READER_CANDIDATES
     from rag.reader import READER_DIR, Reader, with_context
 
     folder = folder or READER_DIR

@@ -12,7 +12,7 @@ import pytest
 from benchmarks import answer_latency, ingest_speed, report, retrieval_latency, scifact, synthetic
 from benchmarks.common import json_safe, percentile, settings
 from benchmarks.run import CONTRACT, assemble, main, missing_keys
-from rag.answer.pipeline import CONTEXT_CANDIDATES, MAX_READER_CANDIDATES
+from rag.answer.reading import CONTEXT_CANDIDATES, MAX_READER_CANDIDATES
 
 DOCS = {
     "11": ("Aspirin and platelets", "Aspirin inhibits platelet aggregation. "

@@ -15,7 +15,8 @@ it; ``test``: figures are reported from it, never tuned on) this writes
                                    sections of four "Reference collection N" documents
 
 Run them with ``rag ingest <out>/<split>/corpus --index I`` and ``rag eval <set> --index I``
-(``make heldout-eval`` does both). Seeded: the same files every time.
+(``make eval-heldout`` does both; ``HELDOUT_SPLIT=test-sectioned`` for that layout).
+Seeded: the same files every time.
 """
 
 from __future__ import annotations
@@ -90,13 +91,14 @@ def write_sectioned(articles: list[Article], split_folder: Path, folder: Path) -
             moved[f"{slug(article.title)}.md"] = name
         (corpus / name).write_text("\n".join(parts), encoding="utf-8")
     for path in sorted(split_folder.glob("*.yaml")):
-        header = "".join(line for line in path.read_text().splitlines(True) if line[:1] == "#")
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+        header = "".join(line for line in text.splitlines(True) if line[:1] == "#")
+        data = yaml.safe_load(text)
         for item in data["questions"]:
             if "source" in item:
                 item["source"] = moved[item["source"]]
-        body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
-        (folder / path.name).write_text(header + body, encoding="utf-8")
+        questions = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+        (folder / path.name).write_text(header + questions, encoding="utf-8")
 
 
 def answer_sentence(context: str, start: int, end: int) -> str | None:

@@ -3,7 +3,7 @@
 A sentence under "## Refuelling" of a fleet guide, or under "## A cappella" of a collection of
 articles, says less on its own than with its section's name, as a Wikipedia sentence says less
 without its article's title (which is what the reader was trained to read it after). The loaders
-record each document's headings (``Heading``: markdown ATX headings outside code fences, HTML
+record each document's headings (``Heading``: markdown headings outside code fences, HTML
 ``h1``-``h6``, Word heading styles, PDF lines set larger than the body text; plain text has
 none that can be told apart from a short line). ``section_paths`` turns them into the path of
 headings in effect after each one ("Fleet guide › Refuelling" minus the document title, which
@@ -25,6 +25,8 @@ MAX_PATH = 160  # characters; a longer path keeps its end (the innermost heading
 
 _ATX = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
+_NOT_HEADING = re.compile(r"^(?: {4,}|\t| {0,3}(?:[-*+>|]|\d+[.)])\s)")
 _SPACE = re.compile(r"\s+")
 
 
@@ -38,22 +40,37 @@ class Heading:
 
 
 def markdown_headings(text: str) -> list[Heading]:
-    """The ATX headings (``#`` to ``######``) of markdown ``text``, outside fenced code."""
+    """The headings of markdown ``text`` outside fenced code: ATX (``#`` to ``######``) and
+    setext (a one-line paragraph underlined with ``===``, level 1, or ``---``, level 2)."""
     headings: list[Heading] = []
     fence = ""
     offset = 0
+    after_blank = True  # the line before was blank (or this is the first line)
+    candidate: tuple[int, str] | None = None  # a one-line paragraph so far: (offset, text)
     for line in text.splitlines(keepends=True):
-        opening = _FENCE.match(line)
+        bare = line.rstrip("\r\n")
+        start, previous, opens = offset, candidate, after_blank
+        offset += len(line)
+        candidate, after_blank = None, not bare.strip()
+        opening = _FENCE.match(bare)
         if fence:
             if opening and opening.group(1)[0] == fence[0] and len(opening.group(1)) >= len(fence):
                 fence = ""
-        elif opening:
+            continue
+        if opening:
             fence = opening.group(1)
-        else:
-            match = _ATX.match(line.rstrip("\r\n"))
-            if match and match.group(2).strip():
-                headings.append(Heading(offset, len(match.group(1)), match.group(2).strip()))
-        offset += len(line)
+            continue
+        underline = _SETEXT.match(bare)
+        if underline and previous is not None:
+            level = 1 if underline.group(1)[0] == "=" else 2
+            headings.append(Heading(previous[0], level, previous[1]))
+            continue
+        match = _ATX.match(bare)
+        if match:
+            if match.group(2).strip():
+                headings.append(Heading(start, len(match.group(1)), match.group(2).strip()))
+        elif bare.strip() and opens and not _NOT_HEADING.match(bare):
+            candidate = (start, bare.strip())
     return headings
 
 

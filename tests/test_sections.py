@@ -36,6 +36,18 @@ def test_markdown_headings_skip_code_and_closing_hashes() -> None:
     assert markdown_headings("#hashtag, not a heading\n    # indented code\n") == []
 
 
+def test_setext_headings_are_one_line_paragraphs_underlined() -> None:
+    text = (
+        "Ferry guide\n===========\n\n"
+        "A paragraph of two lines\nends with a rule.\n---\n\n"
+        "Refuelling\n----------\n\nFuel is taken on at Port Ederly.\n\n"
+        "- a list item\n---\n\n| a | b |\n|---|---|\n"
+    )
+    headings = markdown_headings(text)
+    assert [(h.level, h.text) for h in headings] == [(1, "Ferry guide"), (2, "Refuelling")]
+    assert [text[h.start :].split("\n")[0] for h in headings] == ["Ferry guide", "Refuelling"]
+
+
 def test_paths_nest_close_and_leave_out_the_title() -> None:
     paths = section_paths(markdown_headings(GUIDE), "Fleet guide")
     assert [path for _, path in paths] == [

@@ -26,9 +26,13 @@ def numbered_context(chunks: list[RetrievedChunk], excerpts: list[str] | None = 
     in) then the (whole or excerpted) text."""
     texts = excerpts if excerpts is not None else [chunk.text for chunk in chunks]
     return "\n\n".join(
-        f"[{n}] {chunk.heading_at(0)}\n{text}"
-        if chunk.title and not text.startswith(chunk.heading_at(0))
-        else f"[{n}] {text}"
+        f"[{n}] {_headed(chunk, text)}"
         for n, (chunk, text) in enumerate(zip(chunks, texts, strict=True), start=1)
         if text
     )
+
+
+def _headed(chunk: RetrievedChunk, text: str) -> str:
+    """``text`` after its chunk's title and section, unless it starts with them already."""
+    heading = chunk.heading_at(0)
+    return f"{heading}\n{text}" if chunk.title and not text.startswith(heading) else text

@@ -333,17 +333,14 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(cross_validate(json.loads(args.cross_validate.read_text()))))
         return 0
     build(args.sets, splits=("validation",))
-    if args.sectioned:
-        with tempfile.TemporaryDirectory(prefix="rag-calibrate-") as index_dir:
-            records = collect(args.reader, args.sets / "validation-sectioned", Path(index_dir))
-        if args.records:
-            args.records.write_text(json.dumps(records, indent=1))
-        print(json.dumps(cross_validate(records)))
-        return 0
+    split = "validation-sectioned" if args.sectioned else "validation"
     with tempfile.TemporaryDirectory(prefix="rag-calibrate-") as index_dir:
-        records = collect(args.reader, args.sets / "validation", Path(index_dir))
+        records = collect(args.reader, args.sets / split, Path(index_dir))
     if args.records:
         args.records.write_text(json.dumps(records, indent=1))
+    if args.sectioned:
+        print(json.dumps(cross_validate(records)))
+        return 0
     calibration = choose(records)
     info_path = args.reader / "reader.json"
     info = json.loads(info_path.read_text()) if info_path.exists() else {}

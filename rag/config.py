@@ -91,11 +91,14 @@ class Settings(BaseSettings):
         "the cores' caches: on 2 cores, 400 SciFact abstracts embed 1.35x faster in 4s than "
         "in 32s with ONNX int8, 1.15x with ONNX fp32, 1.25x with PyTorch (2026-12-02).",
     )
-    encoder_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
-        "onnx",
-        description="How the embedding model and the reader run: ONNX Runtime (exported once "
-        "from the packaged weights into RAG_CACHE_DIR), its int8 quantization, or PyTorch. "
-        "An index embedded in int8 is only queried in int8, and fp32 (torch or onnx) in fp32.",
+    encoder_backend: Literal["auto", "openvino", "onnx", "onnx-int8", "torch"] = Field(
+        "auto",
+        description="How the embedding model and the reader run: 'auto' is OpenVINO where the "
+        "openvino package loads (bf16 matrix units where the CPU has them), else ONNX Runtime "
+        "fp32; both run the fp32 ONNX export made once from the packaged weights in "
+        "RAG_CACHE_DIR. 'onnx-int8' is ONNX Runtime's int8 quantization, 'torch' PyTorch. "
+        "An index embedded in int8 is only queried in int8; one embedded by torch, onnx or "
+        "openvino by any of those three (their vectors agree to 1e-5 cosine).",
     )
     chunk_size: int = Field(1000, ge=100, le=20_000, description="Target chunk size (chars).")
     chunk_overlap: int = Field(150, ge=0, le=10_000, description="Overlap between chunks (chars).")

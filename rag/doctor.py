@@ -29,11 +29,15 @@ print(repr(model.invoke("Say hello.").content[:40]))
 
 
 def check_embeddings() -> str:
+    from rag.config import load_settings
     from rag.embeddings import Embedder
+    from rag.onnx_encoders import describe_backend
 
-    embedder = Embedder("packaged")
+    configured = load_settings().encoder_backend
+    embedder = Embedder("packaged", backend=configured)
     vector = embedder.encode(["offline check"])
-    return f"{embedder.name} ({embedder.backend}), {vector.shape[1]} dimensions"
+    runs = describe_backend(embedder.backend, configured)
+    return f"{embedder.name} ({runs}), {vector.shape[1]} dimensions"
 
 
 def check_chroma() -> str:
@@ -47,9 +51,10 @@ def check_chroma() -> str:
 
 
 def check_reader() -> str:
-    from rag.reader import READER_DIR, Reader
+    from rag.config import load_settings
+    from rag.reader import READER_DIR, Reader, reader_backend_for
 
-    reader = Reader(READER_DIR)
+    reader = Reader(READER_DIR, backend=reader_backend_for(load_settings().encoder_backend))
     question = "When was the first web browser invented?"
     sentence = "The first web browser was invented in 1990 by Sir Tim Berners-Lee."
     score = reader.score(question, [("Web browser", sentence)])[0]
@@ -58,7 +63,8 @@ def check_reader() -> str:
         raise RuntimeError(f"the reader scores a plain answer {score.score:.2f}: {READER_DIR}")
     return (
         f"answers {sentence[score.start : score.end]!r} "
-        f"(score {score.score:.1f}, sentence threshold {calibration.sentence_threshold:.2f})"
+        f"(score {score.score:.1f}, sentence threshold {calibration.sentence_threshold:.2f}; "
+        f"{reader.backend})"
     )
 
 

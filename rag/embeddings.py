@@ -55,20 +55,24 @@ def resolve_model(name: str) -> tuple[str, str]:
 class Embedder(Embeddings):
     """Normalised sentence embeddings from a local sentence-transformers model (lazy-loaded).
 
-    ``backend`` "onnx"/"onnx-int8" runs a mean-pooling BERT model (the packaged one) with ONNX
-    Runtime (rag.onnx_encoders); other models, and "torch", run with sentence-transformers."""
+    ``backend`` "auto"/"openvino"/"onnx"/"onnx-int8" runs a mean-pooling BERT model (the
+    packaged one) exported to ONNX (rag.onnx_encoders) with OpenVINO or ONNX Runtime; other
+    models, and "torch", run with sentence-transformers."""
 
     def __init__(
         self,
         model: str = "packaged",
         batch_size: int = 4,
         device: str = "cpu",
-        backend: str = "onnx",
+        backend: str = "auto",
     ):
+        from rag.onnx_encoders import resolve_backend
+
         self.load_path, self.name = resolve_model(model)
         self.batch_size = batch_size
         self.device = device
-        self.backend = backend if onnx_supported(Path(self.load_path)) else "torch"
+        supported = onnx_supported(Path(self.load_path))
+        self.backend = resolve_backend(backend) if supported else "torch"
         self._model: SentenceTransformer | None = None
         self._onnx: Any = None
         self._dimension: int | None = None

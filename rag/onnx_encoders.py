@@ -16,6 +16,7 @@ dependency) and still imports torch and sentence-transformers on every start.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -24,6 +25,7 @@ import shutil
 import tempfile
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -32,8 +34,8 @@ import numpy as np
 
 from rag.config import RagError
 
-Backend = Literal["torch", "onnx", "onnx-int8"]
-BACKENDS: tuple[str, ...] = ("torch", "onnx", "onnx-int8")
+Backend = Literal["torch", "onnx", "onnx-int8", "openvino"]
+BACKENDS: tuple[str, ...] = ("torch", "onnx", "onnx-int8", "openvino")
 EXPORT_FORMAT = "2"  # 2: fused graph (int8 vectors differ from format 1 ones)
 OPSET = 17
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -51,9 +53,19 @@ INT8 = "int8-fused"  # earlier exports' unfused int8 ("int8") gives vectors 0.99
 
 
 def precision_of(backend: str) -> str:
-    """The numeric precision a backend's vectors have ("fp32" for torch and onnx alike: their
-    vectors agree to float rounding; ``INT8`` for the quantized one)."""
+    """The numeric precision a backend's vectors have ("fp32" for torch, onnx and openvino
+    alike: their vectors agree to 1e-5 cosine; ``INT8`` for the quantized one)."""
     return INT8 if backend == "onnx-int8" else "fp32"
+
+
+def resolve_backend(backend: str) -> str:
+    """``auto``: OpenVINO where the ``openvino`` package loads (fastest here, fp32 vectors),
+    else ONNX Runtime fp32; any other name is returned as it is."""
+    if backend != "auto":
+        return backend
+    from rag import openvino_runtime
+
+    return "openvino" if openvino_runtime.available() else "onnx"
 
 
 def weights_fingerprint(folder: Path) -> str:
@@ -285,33 +297,62 @@ def _quantize(fp32: Path, int8: Path) -> None:
     temporary.replace(int8)
 
 
-def import_runtime() -> None:
-    """Import what an ``OnnxEncoder`` needs (ONNX Runtime, tokenizers) now, on this thread."""
-    import onnxruntime  # noqa: F401
+def import_runtime(backends: tuple[str, ...] = ("onnx",)) -> None:
+    """Import what ``OnnxEncoder``s of these backends need (their runtime, tokenizers) now,
+    on this thread."""
     import tokenizers  # noqa: F401
+
+    if "openvino" in backends:
+        from rag import openvino_runtime
+
+        if openvino_runtime.available():
+            openvino_runtime.inference_precision()  # creates the shared Core
+    if any(backend != "openvino" for backend in backends):
+        import onnxruntime  # noqa: F401
+
+
+def describe_backend(backend: str, configured: str = "auto") -> str:
+    """What runs the encoders, for ``rag doctor``: the runtime, its precision on this CPU, and
+    why ``auto`` fell back where it did."""
+    if backend == "openvino":
+        from rag import openvino_runtime
+
+        if not openvino_runtime.available():
+            return "openvino: the package does not load here (pip install openvino)"
+        if openvino_runtime.inference_precision() == "bf16":
+            return "openvino, bf16 matrix products on this CPU's bf16 units"
+        return "openvino, fp32 (this CPU has no bf16 matrix units)"
+    if backend == "onnx" and configured == "auto":
+        return "onnx, ONNX Runtime fp32 (the openvino package does not load here)"
+    return {"onnx": "onnx, ONNX Runtime fp32", "onnx-int8": "onnx-int8, ONNX Runtime int8"}.get(
+        backend, backend
+    )
 
 
 class OnnxEncoder:
-    """An exported BERT-style encoder run with ONNX Runtime (thread-safe; sessions are)."""
+    """An exported BERT-style encoder run with ONNX Runtime, or with OpenVINO for the
+    "openvino" backend (thread-safe either way)."""
 
     def __init__(
         self, model: ExportedModel, backend: str, max_length: int, threads: int | None = None
     ):
         """``max_length``: inputs (texts, or text pairs, longest first) are truncated to it."""
-        import onnxruntime
         from tokenizers import Tokenizer
 
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads or max(1, os.cpu_count() or 1)
-        options.log_severity_level = 3
+        threads = threads or max(1, os.cpu_count() or 1)
+        runtime = "OpenVINO" if backend == "openvino" else "ONNX Runtime"
         try:
-            self.session = onnxruntime.InferenceSession(
-                str(model.path(backend)), options, providers=["CPUExecutionProvider"]
+            self.run = (
+                _openvino_runner(model.path(backend), threads)
+                if backend == "openvino"
+                else _onnxruntime_runner(model.path(backend), threads)
             )
             self.tokenizer = Tokenizer.from_file(str(model.folder / "tokenizer.json"))
+        except RagError:
+            raise
         except Exception as error:
             raise EncoderExportError(
-                f"cannot load {model.path(backend)} with ONNX Runtime ({type(error).__name__}); "
+                f"cannot load {model.path(backend)} with {runtime} ({type(error).__name__}); "
                 f"delete {model.folder} to export it again"
             ) from None
         self.tokenizer.enable_truncation(max_length=max_length, strategy="longest_first")
@@ -327,5 +368,26 @@ class OnnxEncoder:
         }
         return arrays, encodings
 
-    def run(self, arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return self.session.run(None, arrays)
+
+Runner = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
+
+
+def _onnxruntime_runner(path: Path, threads: int) -> Runner:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return functools.partial(session.run, None)
+
+
+def _openvino_runner(path: Path, threads: int) -> Runner:
+    from rag import openvino_runtime
+
+    if not openvino_runtime.available():
+        raise EncoderExportError(
+            "RAG_ENCODER_BACKEND=openvino but the openvino package does not load here; "
+            "install it (pip install openvino) or set RAG_ENCODER_BACKEND=onnx"
+        )
+    return openvino_runtime.CompiledEncoder(path, threads).run

@@ -136,7 +136,8 @@ class Reader:
         self, folder: Path | str = READER_DIR, threads: int | None = None, backend: str = "onnx"
     ):
         """``backend``: "onnx" (ONNX Runtime, fp32: the same scores the thresholds were
-        calibrated on, without importing torch), "onnx-int8" or "torch"."""
+        calibrated on, without importing torch), "openvino" (bf16 products where the CPU has
+        bf16 units: scores within the calibration's tolerances), "onnx-int8" or "torch"."""
         self.folder = Path(folder)
         self.threads = threads
         self.backend = backend
@@ -349,6 +350,15 @@ def _best_span(
 
 _SHARED: dict[str, Reader] = {}
 _SHARED_LOCK = threading.Lock()
+
+
+def reader_backend_for(encoder_backend: str) -> str:
+    """The reader's backend under RAG_ENCODER_BACKEND: never int8 (its thresholds hold for
+    fp32 scores), otherwise the same runtime as the embeddings."""
+    from rag.onnx_encoders import resolve_backend
+
+    backend = resolve_backend(encoder_backend)
+    return "onnx" if backend == "onnx-int8" else backend
 
 
 def get_reader(folder: Path | str = READER_DIR, backend: str = "onnx") -> Reader:

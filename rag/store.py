@@ -127,9 +127,9 @@ class Store:
         embedding_precision: str = "fp32",
     ):
         """``embedding_model``/``embedding_dim`` None: read-only use, no compatibility check.
-        ``embedding_precision``: "fp32" (torch or onnx) or ``INT8`` (onnx-int8); an index is
-        queried only in the precision it was embedded in (collections without the field were
-        embedded in fp32)."""
+        ``embedding_precision``: "fp32" (torch, onnx or openvino) or ``INT8`` (onnx-int8); an
+        index is queried only in the precision it was embedded in (collections without the
+        field were embedded in fp32)."""
         self.settings = settings
         self.embedding_model = embedding_model
         self.embedding_dim = embedding_dim
@@ -224,7 +224,7 @@ class Store:
             )
         precision = metadata.get("embedding_precision", "fp32")
         if precision != self.embedding_precision:
-            backends = {"fp32": "onnx (or torch)", INT8: "onnx-int8"}
+            backends = {"fp32": "auto (or onnx, openvino, torch)", INT8: "onnx-int8"}
             if precision in backends:
                 switch = f"Set RAG_ENCODER_BACKEND={backends[precision]}, or rebuild it"
             else:  # "int8": an earlier version's unfused int8 export

@@ -1,6 +1,7 @@
-"""ONNX Runtime encoders (exported from the packaged weights, cached): the same vectors and
-reader scores as PyTorch in fp32, int8 close to them, an index kept in one precision, and a
-query path that never imports torch."""
+"""ONNX encoders (exported from the packaged weights, cached) run by ONNX Runtime or OpenVINO:
+the same vectors and reader scores as PyTorch in fp32, OpenVINO's (bf16 products where the CPU
+has them) within 1e-5 cosine and the calibration's tolerance, int8 close, an index kept in one
+precision family, and a query path that never imports torch."""
 
 from __future__ import annotations
 
@@ -11,10 +12,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rag import openvino_runtime
 from rag.config import Settings
 from rag.embeddings import Embedder
 from rag.ingest import ingest
-from rag.onnx_encoders import exported, weights_fingerprint
+from rag.onnx_encoders import (
+    EncoderExportError,
+    OnnxEncoder,
+    describe_backend,
+    exported,
+    resolve_backend,
+    weights_fingerprint,
+)
 from rag.reader import READER_DIR, Reader
 from rag.store import EmbeddingMismatchError, Store
 from tests.conftest import rag_env
@@ -48,6 +57,54 @@ def test_onnx_reader_gives_the_calibrated_scores() -> None:
         assert (a.start, a.end) == (b.start, b.end)
     best = max(range(len(got)), key=lambda i: got[i].score)
     assert best == 0 and "90%" in TEXTS[0][got[0].start : got[0].end]
+
+
+def test_openvino_runs_the_fp32_export_with_fp32_family_vectors() -> None:
+    """OpenVINO (bf16 matrix products on CPUs with bf16 units, else fp32) gives vectors an
+    fp32 index can be queried with, and the reader's scores within 0.2 of ONNX Runtime's (the
+    calibration's validation figures hold within tolerance: BENCHMARKS.md), same spans."""
+    torch_vectors = Embedder(backend="torch").encode(TEXTS)
+    openvino = Embedder(backend="openvino")
+    assert openvino.backend == "openvino" and openvino.precision == "fp32"
+    vectors = openvino.encode(TEXTS)
+    assert (vectors * torch_vectors).sum(axis=1).min() > 0.9999
+    candidates = [("China and Russia", text) for text in TEXTS]
+    expected = Reader(READER_DIR, backend="onnx").score(QUESTION, candidates)
+    got = Reader(READER_DIR, backend="openvino").score(QUESTION, candidates)
+    for a, b in zip(expected, got, strict=True):
+        assert abs(a.score - b.score) < 0.2
+    assert (got[0].start, got[0].end) == (expected[0].start, expected[0].end)
+    assert max(range(len(got)), key=lambda i: got[i].score) == 0
+    export = exported(READER_DIR, "reader", "openvino")
+    assert export.path("openvino") == export.path("onnx")  # no second export
+    assert any((export.folder / openvino_runtime.CACHE_FOLDER).iterdir())  # compiled, cached
+
+
+def test_auto_is_openvino_where_it_loads_and_onnx_runtime_elsewhere(monkeypatch) -> None:
+    assert resolve_backend("auto") == "openvino" and resolve_backend("onnx-int8") == "onnx-int8"
+    assert Settings().encoder_backend == "auto"
+    precision = openvino_runtime.inference_precision()
+    assert precision in ("bf16", "f32") and precision in describe_backend("openvino")
+    monkeypatch.setattr(openvino_runtime, "available", lambda: False)
+    assert resolve_backend("auto") == "onnx" and Embedder().backend == "onnx"
+    assert "openvino package does not load" in describe_backend("onnx", "auto")
+    from rag.embeddings import packaged_model_dir
+
+    model = exported(packaged_model_dir(), "embedding", "onnx")
+    with pytest.raises(EncoderExportError, match=r"pip install openvino\) or set RAG_ENC"):
+        OnnxEncoder(model, "openvino", 16)
+
+
+def test_a_corrupt_export_is_one_line_for_either_runtime(tmp_path: Path, monkeypatch) -> None:
+    from rag.embeddings import packaged_model_dir
+
+    monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path / "cache"))
+    model = exported(packaged_model_dir(), "embedding", "onnx")
+    model.path("onnx").write_bytes(b"not a model")
+    for backend, runtime in (("onnx", "ONNX Runtime"), ("openvino", "OpenVINO")):
+        with pytest.raises(EncoderExportError, match=f"with {runtime} .*export it again") as info:
+            OnnxEncoder(model, backend, 16)
+        assert "\n" not in str(info.value)
 
 
 def test_export_is_made_once_into_the_cache(tmp_path: Path, monkeypatch) -> None:
@@ -130,6 +187,28 @@ def test_an_index_is_queried_only_in_its_own_precision(tmp_path: Path) -> None:
         RAG(fp32).ask("When does the ferry leave?")
     with pytest.raises(EmbeddingMismatchError, match="embedded in int8"):
         ingest([docs], fp32.with_overrides(encoder_backend="torch"))
+    with pytest.raises(EmbeddingMismatchError, match="embedded in int8"):
+        RAG(fp32.with_overrides(encoder_backend="auto")).ask("When does the ferry leave?")
+
+
+def test_an_fp32_index_is_served_by_any_fp32_family_backend(tmp_path: Path) -> None:
+    """torch, onnx and openvino vectors agree to 1e-5 cosine: an index embedded by one is
+    queried and extended by the others (a machine without bf16 units, or without openvino,
+    opens the index another machine built)."""
+    from rag.answer import RAG
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "ferry.txt").write_text("The ferry leaves at 07:15 every weekday morning.\n")
+    onnx = Settings(index_dir=tmp_path / "index", encoder_backend="onnx", llm="extractive")
+    assert ingest([docs], onnx).ok
+    (docs / "tram.txt").write_text("The tram depot closes at midnight on Sundays.\n")
+    assert ingest([docs], onnx.with_overrides(encoder_backend="openvino")).ok
+    for backend in ("openvino", "auto", "onnx"):
+        bot = RAG(onnx.with_overrides(encoder_backend=backend))
+        ferry = bot.ask("When does the ferry leave?")
+        tram = bot.ask("When does the tram depot close?")
+        assert "07:15" in ferry.answer and "midnight" in tram.answer, backend
 
 
 def test_an_index_of_an_earlier_int8_export_is_refused_with_a_rebuild_line(tmp_path: Path) -> None:

@@ -34,11 +34,11 @@ class Loader:
         with self._lock:
             if self._can_overlap():
                 # The store (importing chromadb, opening it, reading the keyword index) loads
-                # on a thread while this one starts the ONNX Runtime sessions, which run mostly
-                # outside the GIL: a cold start takes the longer of the two, not their sum.
-                # What the sessions import is imported first, here: two threads importing one
-                # module at once can see it half-initialised.
-                import_runtime()
+                # on a thread while this one starts the encoders (ONNX Runtime or OpenVINO),
+                # which run mostly outside the GIL: a cold start takes the longer of the two,
+                # not their sum. What the encoders import is imported first, here: two
+                # threads importing one module at once can see it half-initialised.
+                import_runtime((self.embedder.backend, self.reader.backend))
                 with ThreadPoolExecutor(1, "rag-load") as pool:
                     keyword_index = pool.submit(self._load_keyword_index)
                     self._load_encoders()
@@ -52,8 +52,8 @@ class Loader:
         return time.perf_counter() - began
 
     def _can_overlap(self) -> bool:
-        """Both loads still to do, and the encoders on ONNX Runtime with their exports made
-        (loading them then imports nothing more; exporting imports torch)."""
+        """Both loads still to do, and the encoders on ONNX Runtime or OpenVINO with their
+        exports made (loading them then imports nothing more; exporting imports torch)."""
         return (
             "encoders" not in self._loaded
             and "keyword index" not in self._loaded

@@ -48,7 +48,7 @@ from rag.answer.verify import Verifier
 from rag.config import RagError, Settings, load_settings
 from rag.embeddings import get_embedder
 from rag.llm import LLMSpec, LLMUnavailableError, endpoint, load_chat_model, parse_spec
-from rag.reader import READER_DIR, Reader, get_reader
+from rag.reader import READER_DIR, Reader, get_reader, reader_backend_for
 from rag.retrieval import HybridRetriever, HybridSearcher, RetrievedChunk
 
 __all__ = ["RAG", "ask", "get_rag", "refusal_text"]
@@ -83,9 +83,10 @@ class RAG:
         self.retriever = retriever or HybridRetriever(searcher=self.searcher)
         self.prompt = prompt or ANSWER_PROMPT
         self.verifier = Verifier(self.embedder)
-        # The reader runs in fp32 whatever the embedding precision: its thresholds were
-        # calibrated on fp32 scores (ONNX Runtime reproduces them; torch is the fallback).
-        reader_backend = "torch" if self.settings.encoder_backend == "torch" else "onnx"
+        # The reader never runs in int8 whatever the embedding precision: its thresholds were
+        # calibrated on fp32 scores (ONNX Runtime reproduces them, OpenVINO's bf16 products
+        # stay within the calibration's validation tolerances; torch is the fallback).
+        reader_backend = reader_backend_for(self.settings.encoder_backend)
         self.reader = reader or get_reader(self.settings.reader_dir or READER_DIR, reader_backend)
         self.chat_model = chat_model
         if chat_model is not None:

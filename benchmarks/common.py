@@ -121,6 +121,8 @@ def machine_info() -> dict[str, Any]:
         "sentence-transformers",
         "chromadb",
         "bm25s",
+        "onnxruntime",
+        "openvino",
         "llama_cpp_python",
         "gradio",
     ):

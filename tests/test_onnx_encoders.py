@@ -77,7 +77,10 @@ def test_openvino_runs_the_fp32_export_with_fp32_family_vectors() -> None:
     assert max(range(len(got)), key=lambda i: got[i].score) == 0
     export = exported(READER_DIR, "reader", "openvino")
     assert export.path("openvino") == export.path("onnx")  # no second export
-    assert any((export.folder / openvino_runtime.CACHE_FOLDER).iterdir())  # compiled, cached
+    converted = export.folder / openvino_runtime.FOLDER
+    assert (converted / "model.xml").is_file() and any((converted / "cache").iterdir())
+    # fp16 weights: half the ONNX file's fp32 ones
+    assert (converted / "model.bin").stat().st_size < export.path("onnx").stat().st_size * 0.55
 
 
 def test_auto_is_openvino_where_it_loads_and_onnx_runtime_elsewhere(monkeypatch) -> None:

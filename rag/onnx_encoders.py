@@ -1,4 +1,5 @@
-"""ONNX Runtime encoders: the packaged MiniLM embedding model and the reader, exported once.
+"""ONNX encoders: the packaged MiniLM embedding model and the reader, exported once, run by
+ONNX Runtime or (backend "openvino", the default where it loads) by OpenVINO.
 
 The weights come from the installed packages (never a download): on first use each model is
 exported from its local folder with ``torch.onnx.export`` into a cache folder
@@ -7,8 +8,9 @@ ONNX Runtime's dynamic per-channel int8 quantization. The exported graph is fuse
 Runtime's BERT optimizer (one Attention, EmbedLayerNormalization and SkipLayerNormalization op
 per block instead of dozens of small ones): the same outputs to float rounding, 1.4x faster in
 fp32 and 1.7x in int8 on these 2 cores (benchmarks/). After that a process runs the model with
-``onnxruntime`` and the ``tokenizers`` library alone: the query path never imports torch,
-transformers or sentence-transformers, which is most of a cold start.
+``onnxruntime`` (or ``openvino``: rag.openvino_runtime) and the ``tokenizers`` library alone:
+the query path never imports torch, transformers or sentence-transformers, which is most of a
+cold start.
 
 Why not sentence-transformers' own ``backend="onnx"``: it needs ``optimum`` (a large extra
 dependency) and still imports torch and sentence-transformers on every start.

@@ -2,15 +2,16 @@
 
 OpenVINO reads the same ``model.onnx`` ONNX Runtime runs, and on a CPU with bfloat16 matrix
 units (Intel AMX or AVX-512 BF16) it runs the matrix products in bf16 with fp32 accumulation by
-default: on the 2-core Xeon these figures come from, embeddings 2.9x PyTorch fp32 (ONNX Runtime
-int8: 2.0x) with vectors 0.99999 cosine to fp32 (int8: 0.995), and the reader's per-question
-scoring 2.1x faster than ONNX Runtime fp32 (benchmarks/, BENCHMARKS.md). Elsewhere it runs in
-fp32, a little faster than ONNX Runtime. Either way its vectors belong to the fp32 family: an
-index embedded by torch, onnx or openvino is queried by any of them.
+default: on the 2-core Xeon of BENCHMARKS.md, embeddings 2.7x PyTorch fp32 (ONNX Runtime
+int8: 1.8x) with vectors 0.99999 cosine to fp32 (int8: 0.995), and the reader's per-question
+scoring 2.9x faster than ONNX Runtime fp32. Elsewhere it runs in fp32, a little faster than
+ONNX Runtime (1.17x embedding, 1.07x reading, held to fp32 on that host). Either way its
+vectors belong to the fp32 family: an index embedded by torch, onnx or openvino is queried by
+any of them.
 
 The ONNX file is converted once to OpenVINO's own format beside it with fp16 weights
-(``openvino/model.xml``): half the memory (a process holding both encoders: 400 MB against
-525 MB with the ONNX file's fp32 weights), no slower, and on bf16 hardware the weights are
+(``openvino/model.xml``): half the memory (a process holding both encoders: 396 MB against
+524 MB with the ONNX file's fp32 weights), no slower, and on bf16 hardware the weights are
 rounded to bf16 anyway. Compiled models are cached there too (OpenVINO's ``CACHE_DIR``).
 """
 

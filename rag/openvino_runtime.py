@@ -61,8 +61,12 @@ def converted(onnx_path: Path) -> Path:
     (written to a temporary folder and renamed: a crash leaves no half-written model)."""
     folder = onnx_path.parent / FOLDER
     model = folder / "model.xml"
+
+    def complete() -> bool:
+        return model.is_file() and model.with_suffix(".bin").is_file()
+
     with _CONVERT_LOCK:
-        if model.is_file() and model.with_suffix(".bin").is_file():
+        if complete():
             return model
         import openvino
 
@@ -70,9 +74,10 @@ def converted(onnx_path: Path) -> Path:
         try:
             source = _core().read_model(str(onnx_path))
             openvino.save_model(source, str(work / "model.xml"), compress_to_fp16=True)
-            if folder.exists():
-                shutil.rmtree(folder)
-            work.replace(folder)
+            if not complete():  # else another process converted it meanwhile: keep theirs
+                if folder.exists():
+                    shutil.rmtree(folder)
+                work.replace(folder)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return model

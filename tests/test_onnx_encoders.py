@@ -98,6 +98,27 @@ def test_auto_is_openvino_where_it_loads_and_onnx_runtime_elsewhere(monkeypatch)
         OnnxEncoder(model, "openvino", 16)
 
 
+def test_the_openvino_conversion_is_made_once_and_redone_when_incomplete(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from rag.embeddings import packaged_model_dir
+
+    monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path / "cache"))
+    model = exported(packaged_model_dir(), "embedding", "onnx")
+    first = OnnxEncoder(model, "openvino", 16).run(
+        OnnxEncoder(model, "onnx", 16).encode_batch(["The ferry leaves at 07:15."])[0]
+    )[0]
+    weights = model.folder / openvino_runtime.FOLDER / "model.bin"
+    stamp = weights.stat().st_mtime_ns
+    OnnxEncoder(model, "openvino", 16)
+    assert weights.stat().st_mtime_ns == stamp  # converted once
+    weights.unlink()  # an incomplete conversion (a disk cleaner, a copy) is made again
+    encoder = OnnxEncoder(model, "openvino", 16)
+    again = encoder.run(encoder.encode_batch(["The ferry leaves at 07:15."])[0])[0]
+    assert weights.is_file() and np.allclose(first, again)
+    assert not [p for p in model.folder.iterdir() if p.name.startswith("openvino.")]  # no leftovers
+
+
 def test_a_corrupt_export_is_one_line_for_either_runtime(tmp_path: Path, monkeypatch) -> None:
     from rag.embeddings import packaged_model_dir
 

@@ -230,13 +230,15 @@ _SHARED_LOCK = threading.Lock()
 
 
 def get_embedder(settings: Settings) -> Embedder:
-    """One shared Embedder per model, batch size and backend in this process (loaded once)."""
-    key = (settings.embedding_model, settings.embedding_batch_size, settings.encoder_backend)
+    """One shared Embedder per model, batch size and backend in this process (loaded once;
+    "auto" and the backend it resolves to share one)."""
+    from rag.onnx_encoders import resolve_backend
+
+    backend = resolve_backend(settings.encoder_backend)
+    key = (settings.embedding_model, settings.embedding_batch_size, backend)
     with _SHARED_LOCK:
         if key not in _SHARED:
             _SHARED[key] = Embedder(
-                settings.embedding_model,
-                settings.embedding_batch_size,
-                backend=settings.encoder_backend,
+                settings.embedding_model, settings.embedding_batch_size, backend=backend
             )
         return _SHARED[key]

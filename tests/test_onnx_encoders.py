@@ -105,16 +105,17 @@ def test_the_openvino_conversion_is_made_once_and_redone_when_incomplete(
 
     monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path / "cache"))
     model = exported(packaged_model_dir(), "embedding", "onnx")
-    first = OnnxEncoder(model, "openvino", 16).run(
-        OnnxEncoder(model, "onnx", 16).encode_batch(["The ferry leaves at 07:15."])[0]
-    )[0]
+
+    def vectors(encoder: OnnxEncoder) -> np.ndarray:
+        return encoder.run(encoder.encode_batch(["The ferry leaves at 07:15."])[0])[0]
+
+    first = vectors(OnnxEncoder(model, "openvino", 16))
     weights = model.folder / openvino_runtime.FOLDER / "model.bin"
     stamp = weights.stat().st_mtime_ns
     OnnxEncoder(model, "openvino", 16)
     assert weights.stat().st_mtime_ns == stamp  # converted once
     weights.unlink()  # an incomplete conversion (a disk cleaner, a copy) is made again
-    encoder = OnnxEncoder(model, "openvino", 16)
-    again = encoder.run(encoder.encode_batch(["The ferry leaves at 07:15."])[0])[0]
+    again = vectors(OnnxEncoder(model, "openvino", 16))
     assert weights.is_file() and np.allclose(first, again)
     assert not [p for p in model.folder.iterdir() if p.name.startswith("openvino.")]  # no leftovers
 

@@ -78,7 +78,7 @@ class Timer:
 def rss_mb(pid: int | str = "self", field: str = "VmHWM") -> float | None:
     """Peak (VmHWM) or current (VmRSS) resident memory of a process in MiB (Linux)."""
     try:
-        text = Path(f"/proc/{pid}/status").read_text()
+        text = Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
     except OSError:
         return None
     match = re.search(rf"^{field}:\s+(\d+)\s+kB", text, re.MULTILINE)
@@ -96,7 +96,7 @@ def machine_info() -> dict[str, Any]:
     """CPU model, cores, RAM, OS, Python, library versions, load average."""
     cpu = platform.processor() or platform.machine()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
@@ -104,7 +104,7 @@ def machine_info() -> dict[str, Any]:
         pass
     ram_gb = None
     try:
-        meminfo = Path("/proc/meminfo").read_text()
+        meminfo = Path("/proc/meminfo").read_text(encoding="utf-8")
         match = re.search(r"^MemTotal:\s+(\d+)\s+kB", meminfo, re.MULTILINE)
         ram_gb = round(int(match.group(1)) / 1024 / 1024, 1) if match else None
     except OSError:

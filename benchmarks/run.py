@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.section:  # child process
         result = run_section(args.section, args.quick)
         result["process_peak_rss_mb"] = rss_mb()
-        Path(args.out).write_text(json.dumps(json_safe(result)))
+        Path(args.out).write_text(json.dumps(json_safe(result)), encoding="utf-8")
         return 0
 
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)

@@ -245,7 +245,7 @@ def write_collection(
 def read_json(path: Path) -> dict[str, Any] | None:
     """A JSON object from ``path``, or None when absent or unreadable."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None

@@ -36,7 +36,7 @@ DELTA_ARRAYS = ("doc", "term", "tf", "lengths", "alive", "base_alive", "removed_
 def write_segment(segment: Segment, folder: Path) -> None:
     """Write a segment's records (records.json) and vectors (vectors.npy, if any)."""
     rows = {"ids": segment.ids, "texts": segment.texts, "metadatas": segment.metadatas}
-    (folder / "records.json").write_text(json.dumps(rows, ensure_ascii=False))
+    (folder / "records.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
     if segment.vectors is not None:
         np.save(folder / "vectors.npy", segment.vectors, allow_pickle=False)
 
@@ -77,7 +77,9 @@ def write_delta(delta: Delta, folder: Path) -> None:
     """Write a delta: its records, its arrays (postings.npz) and its new terms."""
     write_segment(delta.records, folder)
     np.savez(folder / "postings.npz", **{name: getattr(delta, name) for name in DELTA_ARRAYS})
-    (folder / "new_terms.json").write_text(json.dumps(delta.new_terms, ensure_ascii=False))
+    (folder / "new_terms.json").write_text(
+        json.dumps(delta.new_terms, ensure_ascii=False), encoding="utf-8"
+    )
 
 
 def read_delta(folder: Path, base: Base) -> Delta:
@@ -106,7 +108,7 @@ class BM25Cache:
         """The cached index and the revision it is for; a base whose delta is unreadable
         comes back with revision "" (so the caller brings it up to date)."""
         try:
-            manifest = json.loads((self.folder / "manifest.json").read_text())
+            manifest = json.loads((self.folder / "manifest.json").read_text(encoding="utf-8"))
             if manifest.get("format") != FORMAT:
                 return None
             base = read_base(self.folder / manifest["base"])
@@ -141,7 +143,7 @@ class BM25Cache:
             "chunks": index.n,
         }
         tmp = self.folder / f".manifest-{uuid.uuid4().hex}.json"
-        tmp.write_text(json.dumps(manifest))
+        tmp.write_text(json.dumps(manifest), encoding="utf-8")
         os.replace(tmp, self.folder / "manifest.json")
         self._collect({base.folder, delta.folder})
 

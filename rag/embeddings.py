@@ -186,7 +186,7 @@ class Embedder(Embeddings):
 def _dimension_from_config(folder: Path) -> int | None:
     """Output size of a sentence-transformers model folder from its module configs, if told."""
     try:
-        modules = json.loads((folder / "modules.json").read_text())
+        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     size = None
@@ -194,7 +194,7 @@ def _dimension_from_config(folder: Path) -> int | None:
         config_path = folder / module.get("path", "") / "config.json"
         if not module.get("path") or not config_path.exists():
             continue
-        config = json.loads(config_path.read_text())
+        config = json.loads(config_path.read_text(encoding="utf-8"))
         size = config.get("out_features") or config.get("word_embedding_dimension") or size
     return int(size) if size else None
 
@@ -202,8 +202,8 @@ def _dimension_from_config(folder: Path) -> int | None:
 def onnx_supported(folder: Path) -> bool:
     """A local BERT model with mean pooling (how the ONNX path pools); others use torch."""
     try:
-        config = json.loads((folder / "config.json").read_text())
-        pooling = json.loads((folder / "1_Pooling" / "config.json").read_text())
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        pooling = json.loads((folder / "1_Pooling" / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
     modes = [key for key, value in pooling.items() if key.startswith("pooling_mode") and value]
@@ -213,7 +213,11 @@ def onnx_supported(folder: Path) -> bool:
 @functools.cache
 def _max_seq_length(folder: Path) -> int:
     try:
-        return int(json.loads((folder / "sentence_bert_config.json").read_text())["max_seq_length"])
+        return int(
+            json.loads((folder / "sentence_bert_config.json").read_text(encoding="utf-8"))[
+                "max_seq_length"
+            ]
+        )
     except (OSError, ValueError, KeyError):
         return 256
 

@@ -211,7 +211,10 @@ def _export(source: Path, kind: str, folder: Path) -> None:
             (work / "traced.onnx").unlink()
             tokenizer.backend_tokenizer.save(str(work / "tokenizer.json"))
             (work / "export.json").write_text(
-                json.dumps({"source": str(source.resolve()), "kind": kind, "format": EXPORT_FORMAT})
+                json.dumps(
+                    {"source": str(source.resolve()), "kind": kind, "format": EXPORT_FORMAT}
+                ),
+                encoding="utf-8",
             )
             if folder.exists():
                 shutil.rmtree(folder)
@@ -259,14 +262,14 @@ def _prune_superseded(current: Path) -> None:
     (retrained or updated), and exports whose model folder is gone. Best effort; a process
     still running an old export keeps its loaded session."""
     try:
-        source = json.loads((current / "export.json").read_text())["source"]
+        source = json.loads((current / "export.json").read_text(encoding="utf-8"))["source"]
     except (OSError, ValueError, KeyError):
         return
     for folder in current.parent.glob(f"{current.name.split('-')[0]}-*"):
         if folder == current or "." in folder.name or not folder.is_dir():
             continue  # "." marks an export still being written
         try:
-            other = Path(json.loads((folder / "export.json").read_text())["source"])
+            other = Path(json.loads((folder / "export.json").read_text(encoding="utf-8"))["source"])
         except (OSError, ValueError, KeyError, TypeError):
             continue
         if str(other) == source or (other.is_absolute() and not other.is_dir()):

@@ -5,7 +5,9 @@ Real Chroma in temp dirs, real text (this repository's README, sentence by sente
 
 from __future__ import annotations
 
+import locale
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -358,3 +360,34 @@ def test_unsorted_postings_fall_back_to_scoring_every_chunk(updated_index: BM25I
     query = updated_index.records.texts[7]
     assert not index.top(query, 5).pruned
     assert np.array_equal(index.top(query, 5).indices, updated_index.top(query, 5).indices)
+
+
+@pytest.fixture
+def c_locale() -> Iterator[None]:
+    """The C locale (ASCII) for text files opened without an encoding, as OpenVINO sets it for
+    a moment while it loads, when another thread may be writing the keyword index."""
+    before = locale.setlocale(locale.LC_CTYPE)
+    try:
+        locale.setlocale(locale.LC_CTYPE, "C")
+    except locale.Error:
+        pytest.skip("no C locale")
+    if locale.getpreferredencoding(False).lower().replace("-", "") == "utf8":
+        pytest.skip("this Python opens files as UTF-8 whatever the locale (UTF-8 mode)")
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_CTYPE, before)
+
+
+def test_keyword_index_files_do_not_depend_on_the_locale(
+    settings: Settings, embedder, c_locale: None
+) -> None:
+    """Non-ASCII chunks are written to and read back from the keyword index's files under the
+    C locale (a cold `rag ask` crashed so when OpenVINO's load overlapped the index's write)."""
+    store = open_store(settings, embedder)
+    (new_id,) = write_chunks(store, ["Café crème costs €3 at the Zürich kiosk."], "menu", seed=3)
+    searcher = HybridSearcher(settings, embedder, store)
+    hits = searcher.search("Zürich café", mode="bm25").chunks
+    assert hits and hits[0].chunk_id == new_id
+    restarted = HybridSearcher(settings, embedder).search("Zürich café", mode="bm25").chunks
+    assert restarted and restarted[0].chunk_id == new_id

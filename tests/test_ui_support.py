@@ -176,7 +176,7 @@ def listening_addresses(port: int) -> set[str]:
     """The local addresses with a listening TCP socket on ``port`` (Linux /proc/net/tcp*)."""
     found: set[str] = set()
     for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
-        with contextlib.suppress(OSError), open(table) as handle:
+        with contextlib.suppress(OSError), open(table, encoding="utf-8") as handle:
             next(handle)
             for row in handle:
                 fields = row.split()

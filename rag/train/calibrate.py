@@ -330,22 +330,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.cross_validate:
-        print(json.dumps(cross_validate(json.loads(args.cross_validate.read_text()))))
+        print(
+            json.dumps(cross_validate(json.loads(args.cross_validate.read_text(encoding="utf-8"))))
+        )
         return 0
     build(args.sets, splits=("validation",))
     split = "validation-sectioned" if args.sectioned else "validation"
     with tempfile.TemporaryDirectory(prefix="rag-calibrate-") as index_dir:
         records = collect(args.reader, args.sets / split, Path(index_dir))
     if args.records:
-        args.records.write_text(json.dumps(records, indent=1))
+        args.records.write_text(json.dumps(records, indent=1), encoding="utf-8")
     if args.sectioned:
         print(json.dumps(cross_validate(records)))
         return 0
     calibration = choose(records)
     info_path = args.reader / "reader.json"
-    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else {}
     info["calibration"] = calibration
-    info_path.write_text(json.dumps(info, indent=2) + "\n")
+    info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(calibration, indent=2))
     return 0
 

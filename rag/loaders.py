@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rag.codeblocks import PRE_CLOSE, PRE_OPEN, fenced_blocks, take_pre_markers
 from rag.config import RagError
 from rag.sections import Heading, headings_by_size, located, markdown_headings
 
@@ -45,6 +46,7 @@ class LoadedDocument:
     title: str
     pages: list[PageSpan] = field(default_factory=list)
     headings: list[Heading] = field(default_factory=list)  # in document order (rag.sections)
+    code_blocks: list[tuple[int, int]] = field(default_factory=list)  # (rag.codeblocks)
 
     def page_at(self, offset: int) -> int | None:
         """1-based page number holding ``offset``, or None for documents without pages."""
@@ -206,14 +208,25 @@ def _title_from_text(text: str, fallback: str) -> str:
 
 def _load_text(path: Path) -> LoadedDocument:
     text = decode_text(path.read_bytes())
-    return LoadedDocument(path=path, text=text, title=_title_from_text(text, path.stem))
+    return LoadedDocument(
+        path=path,
+        text=text,
+        title=_title_from_text(text, path.stem),
+        code_blocks=fenced_blocks(text),  # a README.txt fences its code as markdown does
+    )
 
 
 def _load_markdown(path: Path) -> LoadedDocument:
     text = decode_text(path.read_bytes())
     heading = re.search(r"^\s{0,3}#\s+(.+?)\s*#*\s*$", text, flags=re.MULTILINE)
     title = heading.group(1).strip()[:200] if heading else _title_from_text(text, path.stem)
-    return LoadedDocument(path=path, text=text, title=title, headings=markdown_headings(text))
+    return LoadedDocument(
+        path=path,
+        text=text,
+        title=title,
+        headings=markdown_headings(text),
+        code_blocks=fenced_blocks(text),
+    )
 
 
 # HTML --------------------------------------------------------------------------------------
@@ -247,14 +260,25 @@ def _load_html(path: Path) -> LoadedDocument:
     for row in soup.find_all("tr"):  # table cells: "a | b | c" on one line per row
         for cell in row.find_all(["td", "th"], recursive=False)[1:]:
             cell.insert_before(" | ")
+    for pre in soup.find_all("pre"):  # code: marked, to record where it is (rag.codeblocks)
+        pre.insert(0, PRE_OPEN)
+        pre.append(PRE_CLOSE)
     for tag in soup.find_all(_BLOCK_TAGS):
         tag.insert_before("\n")
         tag.insert_after("\n")
     body = soup.body or soup
     text = body.get_text()
     lines = [re.sub(r"[ \t\u00a0]+", " ", line).strip() for line in text.splitlines()]
-    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-    return LoadedDocument(path=path, text=text, title=title[:200], headings=located(text, found))
+    text = "\n".join(lines)
+    text = re.sub(f"{PRE_OPEN}\n+", PRE_OPEN, re.sub(f"\n+{PRE_CLOSE}", PRE_CLOSE, text))
+    text, code_blocks = take_pre_markers(re.sub(r"\n{3,}", "\n\n", text).strip())
+    return LoadedDocument(
+        path=path,
+        text=text,
+        title=title[:200],
+        headings=located(text, found),
+        code_blocks=code_blocks,
+    )
 
 
 # PDF ---------------------------------------------------------------------------------------

@@ -101,6 +101,18 @@ class RetrievedChunk:
         except (ValueError, TypeError):
             return []  # written by something else: read under the chunk's own section
 
+    @property
+    def code(self) -> list[tuple[int, int]]:
+        """(start, end) in the text of each code block (or part of one) the chunk holds
+        (rag.codeblocks), in order."""
+        raw = self.metadata.get("code")
+        if not raw:
+            return []
+        try:
+            return [(int(a), int(b)) for a, b in json.loads(str(raw))]
+        except (ValueError, TypeError):
+            return []  # written by something else: read as prose
+
     def section_at(self, offset: int) -> str:
         """The heading path in effect at ``offset`` of the chunk's text ("Refuelling"), or ""."""
         return path_at(self.sections, offset, self.section)

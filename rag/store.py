@@ -471,6 +471,8 @@ def chunk_metadata(chunk: Chunk, extra: dict[str, Any]) -> dict[str, Any]:
         metadata["section"] = chunk.section
     if chunk.sections:  # Chroma metadata values are scalars: the list goes as JSON
         metadata["sections"] = json.dumps(chunk.sections, ensure_ascii=False)
+    if chunk.code:
+        metadata["code"] = json.dumps(chunk.code)
     metadata.update(extra)
     return metadata
 

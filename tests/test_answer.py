@@ -581,3 +581,35 @@ def test_sentences_are_read_under_their_section(tmp_path, settings: Settings) ->
         assert citation.section == section  # where the quote is, shown with its source
         assert citation.location().endswith(f"ferries.md › {section}")
         assert answer.to_dict()["citations"][0]["section"] == section
+
+
+def test_how_to_questions_are_answered_with_the_code(tmp_path, settings: Settings) -> None:
+    """A README's commands are read line by line, as code: "How do I start the web UI?" is
+    answered with the command that does it, quoted as code and cited, and never with a fence
+    line or the whole block flattened into one "sentence"."""
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "README.md").write_text(
+        "# Harbourmaster\n\nHarbourmaster keeps a marina's berth bookings.\n\n## Quick start\n\n"
+        "```bash\n"
+        "make install      # create .venv and install the dependencies\n"
+        "harbour init      # create an empty bookings database\n"
+        "harbour serve     # start the web UI on port 8080\n"
+        "```\n\n"
+        "The web UI shows free berths for the next fourteen days.\n",
+        encoding="utf-8",
+    )
+    assert ingest([tmp_path / "docs"], settings).ok
+    bot = RAG(settings)
+    question = "How do I start the web UI of Harbourmaster?"
+    chunks = bot.searcher.search(question).chunks
+    ranked = bot.rank_sentences(question, chunks)
+    read = [chunks[c.chunk_index].text[c.start : c.end] for c in ranked]
+    assert not any(text.lstrip().startswith("```") for text in read)  # fences are not read
+    assert any(text.startswith("make install") and "harbour serve" in text for text in read)
+    answer = bot.ask(question)
+    assert not answer.refused and "harbour serve" in answer.answer
+    assert "```" in answer.answer or "`harbour serve" in answer.answer  # shown as code
+    assert all(cited for _, cited in split_answer(answer.answer))  # every piece cited
+    (citation,) = answer.citations
+    assert "harbour serve" in citation.quote and "```" not in citation.quote
+    assert citation.section == "Quick start"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import textwrap
+
 from rag import markers
 from rag.answer.models import Candidate, Citation, RetrievedInfo
 from rag.answer.text import WORD
 from rag.answer.verify import Support
 from rag.chunking import sentence_spans
+from rag.codeblocks import inside
 from rag.retrieval import RetrievedChunk
 
 DIRECT_MAX_SHARE = 0.6  # a short answer is led with only when it is this much shorter
@@ -20,8 +23,8 @@ def direct_answer(best: Candidate, chunks: list[RetrievedChunk]) -> str:
     answers is not known), or the best candidate is a lead-in with its list."""
     text = chunks[best.chunk_index].text
     block = text[best.start : best.end]
-    if len(sentence_spans(block)) > 1:
-        return ""
+    if len(sentence_spans(block)) > 1 or inside(chunks[best.chunk_index].code, best.start):
+        return ""  # several sentences, or code: the quote is the answer
     span = " ".join(text[best.answer_start : best.answer_end].split()).strip(_EDGE_PUNCTUATION)
     sentence = " ".join(block.split())
     too_long = len(span) > DIRECT_MAX_SHARE * len(sentence) or len(span.split()) > DIRECT_MAX_WORDS
@@ -68,6 +71,19 @@ class Composer:
                     title=chunk.title,
                 )
             )
+        marker = markers.cite(self._numbers[key])
+        chunk = self.chunks[support.chunk_index]
+        if inside(chunk.code, support.start - chunk.start) is not None:
+            local = (support.start - chunk.start, support.end - chunk.start)
+            piece = code_piece(chunk.text, *local, marker)
+            if self.text:
+                piece = (
+                    f"\n{piece}"
+                    if piece.startswith("```") or piece.startswith("~~~")
+                    else f" {piece}"
+                )
+            self.text += piece
+            return piece
         # Line breaks of the source (wrapped PDF lines, list items) read as spaces in an answer;
         # the citation keeps the exact quote.
         sentence = " ".join(text.split())
@@ -79,11 +95,21 @@ class Composer:
             self.leads_with_direct = True
         # A quote of several sentences (a lead-in and its list) cites after each of them.
         spans = sentence_spans(sentence) or [(0, len(sentence))]
-        marker = markers.cite(self._numbers[key])
         piece = " ".join(f"{sentence[a:b]} {marker}" for a, b in spans)
         piece = f" {piece}" if self.text else piece
         self.text += piece
         return piece
+
+
+def code_piece(text: str, start: int, end: int, marker: str) -> str:
+    """Code quoted in an answer as markdown, then its marker: one line as inline code, several
+    (their indentation kept, less what they share) as a fenced block."""
+    line_start = text.rfind("\n", 0, start) + 1
+    code = textwrap.dedent(text[line_start:end]).strip("\n")
+    if "\n" not in code and "`" not in code:
+        return f"`{code.strip()}` {marker}"
+    fence = "~~~" if "```" in code else "```"
+    return f"{fence}\n{code}\n{fence}\n{marker}"
 
 
 def compose_answer(

@@ -12,6 +12,7 @@ from rag.answer.models import Candidate
 from rag.answer.text import WORD
 from rag.answer.verify import Verifier, list_end
 from rag.chunking import table_header
+from rag.codeblocks import inside, is_fence
 from rag.reader import Reader, ReaderScore, with_context
 from rag.retrieval import RetrievedChunk
 
@@ -21,6 +22,8 @@ from rag.retrieval import RetrievedChunk
 # there; model card) and the calibration in reader.json was fitted with them.
 MAX_READER_CANDIDATES = 12
 CONTEXT_CANDIDATES = 2
+# A code block is read as one candidate of whole lines up to this long; a longer one in parts.
+MAX_CODE_CHARS = 400
 
 
 def reading_title(chunk: RetrievedChunk, start: int, before: str = "") -> str:
@@ -124,18 +127,41 @@ class SentenceReader:
 
     def sentence_units(self, chunk: RetrievedChunk) -> list[tuple[int, int, int, int]]:
         """What the reader scores in a chunk: (first sentence, last sentence, start, end) of
-        each sentence with a word in it, a lead-in ending in ':' together with its list. A
-        section's heading line is not one: it is read as context of the sentences under it."""
+        each sentence with a word in it, a lead-in ending in ':' together with its list, and
+        the lines of each code block together (up to MAX_CODE_CHARS; rag.codeblocks). A
+        section's heading line is not one: it is read as context of the sentences under it;
+        nor is a code fence (```` ```bash ````)."""
         spans = self.verifier.chunk_sentences(chunk).spans
         headings = {at for at, _ in chunk.sections}
+        code = chunk.code
         units = []
-        for s, (a, _) in enumerate(spans):
-            if a in headings:
+        s = 0
+        while s < len(spans):
+            a, _ = spans[s]
+            block = inside(code, a)
+            if block is not None:
+                last = s
+                while (
+                    last + 1 < len(spans)
+                    and spans[last + 1][0] < block[1]
+                    and spans[last + 1][1] - a <= MAX_CODE_CHARS
+                ):
+                    last += 1
+                lines = [
+                    i for i in range(s, last + 1) if not is_fence(chunk.text[slice(*spans[i])])
+                ]
+                if lines and WORD.search(chunk.text[spans[lines[0]][0] : spans[lines[-1]][1]]):
+                    units.append((lines[0], lines[-1], spans[lines[0]][0], spans[lines[-1]][1]))
+                s = last + 1
                 continue
-            last = list_end(chunk.text, spans, s)
-            b = spans[last][1]
-            if WORD.search(chunk.text[a:b]):
-                units.append((s, last, a, b))
+            if a not in headings:
+                last = list_end(chunk.text, spans, s)
+                while last > s and inside(code, spans[last][0]) is not None:
+                    last -= 1  # a lead-in's list ends where code starts
+                b = spans[last][1]
+                if WORD.search(chunk.text[a:b]):
+                    units.append((s, last, a, b))
+            s += 1
         return units
 
     def rank_in_passages(self, question: str, chunks: list[RetrievedChunk]) -> list[Candidate]:

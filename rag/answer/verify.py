@@ -12,6 +12,7 @@ import numpy as np
 from rag import markers
 from rag.answer.text import NUMBER, WORD, content_terms, numbers_in
 from rag.chunking import sentence_spans
+from rag.codeblocks import fenced_blocks, inside
 from rag.embeddings import Embedder
 from rag.retrieval import RetrievedChunk
 
@@ -53,7 +54,7 @@ class Verifier:
             if cached is not None:
                 self._cache.move_to_end(chunk.chunk_id)
                 return cached
-        spans = sentence_spans(chunk.text) or [(0, len(chunk.text))]
+        spans = sentence_spans(chunk.text, code=chunk.code) or [(0, len(chunk.text))]
         windows = list(spans) + [(spans[i][0], spans[i + 1][1]) for i in range(len(spans) - 1)]
         texts = [chunk.text[a:b] for a, b in windows]
         entry = _ChunkSentences(
@@ -125,13 +126,26 @@ class Verifier:
         return table
 
 
+def _answer_spans(text: str) -> list[tuple[int, int]]:
+    """Sentence spans of an answer, each fenced code block in it as one span."""
+    blocks = fenced_blocks(text)
+    spans: list[tuple[int, int]] = []
+    for a, b in sentence_spans(text, code=blocks):
+        block = inside(blocks, a)
+        if block is None:
+            spans.append((a, b))
+        elif not spans or spans[-1] != block:
+            spans.append(block)
+    return spans
+
+
 def split_answer(text: str) -> list[tuple[str, list[int]]]:
     """Answer sentences with the [n] markers each carried (markers removed from the text).
 
     A marker right after a sentence's final period ("First. [1] Second. [2]") belongs to the
-    sentence before it."""
+    sentence before it; a fenced code block is one piece."""
     pieces: list[tuple[str, list[int]]] = []
-    for a, b in sentence_spans(text):
+    for a, b in _answer_spans(text):
         sentence = text[a:b]
         lead = markers.LEADING.match(sentence)
         if lead and pieces:

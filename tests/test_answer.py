@@ -589,7 +589,9 @@ def test_how_to_questions_are_answered_with_the_code(tmp_path, settings: Setting
     line or the whole block flattened into one "sentence"."""
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "README.md").write_text(
-        "# Harbourmaster\n\nHarbourmaster keeps a marina's berth bookings.\n\n## Quick start\n\n"
+        "# Harbourmaster\n\nHarbourmaster keeps a marina's berth bookings.\n\n"
+        "To add it to an existing Python environment, install the package from PyPI:\n\n"
+        "```\npip install harbourmaster\n```\n\n## Quick start\n\n"
         "```bash\n"
         "make install      # create .venv and install the dependencies\n"
         "harbour init      # create an empty bookings database\n"
@@ -613,3 +615,11 @@ def test_how_to_questions_are_answered_with_the_code(tmp_path, settings: Setting
     (citation,) = answer.citations
     assert "harbour serve" in citation.quote and "```" not in citation.quote
     assert citation.section == "Quick start"
+
+    # A lead-in ending in ':' is read, and quoted, with the code under it.
+    answer = bot.ask("How can I install Harbourmaster into my Python environment?")
+    assert not answer.refused
+    assert answer.answer.startswith("To add it to an existing Python environment, install the")
+    assert "`pip install harbourmaster` [1]" in answer.answer
+    assert all(cited for _, cited in split_answer(answer.answer))
+    assert answer.citations[0].quote.endswith("```\npip install harbourmaster")

@@ -9,7 +9,7 @@ from rag.answer.models import Candidate, Citation, RetrievedInfo
 from rag.answer.text import WORD
 from rag.answer.verify import Support
 from rag.chunking import sentence_spans
-from rag.codeblocks import inside
+from rag.codeblocks import inside, is_fence
 from rag.retrieval import RetrievedChunk
 
 DIRECT_MAX_SHARE = 0.6  # a short answer is led with only when it is this much shorter
@@ -73,17 +73,27 @@ class Composer:
             )
         marker = markers.cite(self._numbers[key])
         chunk = self.chunks[support.chunk_index]
-        if inside(chunk.code, support.start - chunk.start) is not None:
-            local = (support.start - chunk.start, support.end - chunk.start)
-            piece = code_piece(chunk.text, *local, marker)
-            if self.text:
-                piece = (
-                    f"\n{piece}"
-                    if piece.startswith("```") or piece.startswith("~~~")
-                    else f" {piece}"
-                )
-            self.text += piece
-            return piece
+        local_start, local_end = support.start - chunk.start, support.end - chunk.start
+        code_start = next(
+            (max(a, local_start) for a, b in chunk.code if a < local_end and b > local_start),
+            local_end,
+        )
+        pieces = []
+        if code_start > local_start:  # prose, or a lead-in before its code ("Install it:")
+            prose = text if code_start == local_end else chunk.text[local_start:code_start]
+            pieces.append(self._prose_piece(prose, marker))
+        if code_start < local_end:
+            pieces.append(code_piece(chunk.text, code_start, local_end, marker))
+        piece = ""
+        for part in pieces:
+            fenced = part.startswith(("```", "~~~"))
+            piece += ("\n" if fenced else " ") + part if self.text or piece else part
+        self.text += piece
+        return piece
+
+    def _prose_piece(self, text: str, marker: str) -> str:
+        """Quoted prose with its marker after each sentence; the first leads with the direct
+        answer when there is one."""
         # Line breaks of the source (wrapped PDF lines, list items) read as spaces in an answer;
         # the citation keeps the exact quote.
         sentence = " ".join(text.split())
@@ -95,17 +105,15 @@ class Composer:
             self.leads_with_direct = True
         # A quote of several sentences (a lead-in and its list) cites after each of them.
         spans = sentence_spans(sentence) or [(0, len(sentence))]
-        piece = " ".join(f"{sentence[a:b]} {marker}" for a, b in spans)
-        piece = f" {piece}" if self.text else piece
-        self.text += piece
-        return piece
+        return " ".join(f"{sentence[a:b]} {marker}" for a, b in spans)
 
 
 def code_piece(text: str, start: int, end: int, marker: str) -> str:
     """Code quoted in an answer as markdown, then its marker: one line as inline code, several
     (their indentation kept, less what they share) as a fenced block."""
     line_start = text.rfind("\n", 0, start) + 1
-    code = textwrap.dedent(text[line_start:end]).strip("\n")
+    lines = [line for line in text[line_start:end].split("\n") if not is_fence(line)]
+    code = textwrap.dedent("\n".join(lines)).strip("\n")
     if "\n" not in code and "`" not in code:
         return f"`{code.strip()}` {marker}"
     fence = "~~~" if "```" in code else "```"

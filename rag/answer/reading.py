@@ -37,6 +37,19 @@ def reading_title(chunk: RetrievedChunk, start: int, before: str = "") -> str:
     return with_context(title, context) if context else title
 
 
+def _code_end(spans: list[tuple[int, int]], first: int, block: tuple[int, int], start: int) -> int:
+    """The last span of the code block ``block`` from span ``first`` on that ends within
+    MAX_CODE_CHARS of ``start`` (at least ``first``)."""
+    last = first
+    while (
+        last + 1 < len(spans)
+        and spans[last + 1][0] < block[1]
+        and spans[last + 1][1] - start <= MAX_CODE_CHARS
+    ):
+        last += 1
+    return last
+
+
 class SentenceReader:
     """Ranks the retrieved chunks' sentences for a question and re-reads the best in context
     (thread-safe: the reader and the embedder are)."""
@@ -127,11 +140,12 @@ class SentenceReader:
 
     def sentence_units(self, chunk: RetrievedChunk) -> list[tuple[int, int, int, int]]:
         """What the reader scores in a chunk: (first sentence, last sentence, start, end) of
-        each sentence with a word in it, a lead-in ending in ':' together with its list, and
-        the lines of each code block together (up to MAX_CODE_CHARS; rag.codeblocks). A
-        section's heading line is not one: it is read as context of the sentences under it;
-        nor is a code fence (```` ```bash ````)."""
+        each sentence with a word in it, a lead-in ending in ':' together with its list or the
+        code block after it, and the lines of each code block together (up to MAX_CODE_CHARS;
+        rag.codeblocks). A section's heading line is not one: it is read as context of the
+        sentences under it; nor is a code fence (```` ```bash ````)."""
         spans = self.verifier.chunk_sentences(chunk).spans
+        text = chunk.text
         headings = {at for at, _ in chunk.sections}
         code = chunk.code
         units = []
@@ -140,26 +154,24 @@ class SentenceReader:
             a, _ = spans[s]
             block = inside(code, a)
             if block is not None:
-                last = s
-                while (
-                    last + 1 < len(spans)
-                    and spans[last + 1][0] < block[1]
-                    and spans[last + 1][1] - a <= MAX_CODE_CHARS
-                ):
-                    last += 1
-                lines = [
-                    i for i in range(s, last + 1) if not is_fence(chunk.text[slice(*spans[i])])
-                ]
-                if lines and WORD.search(chunk.text[spans[lines[0]][0] : spans[lines[-1]][1]]):
+                last = _code_end(spans, s, block, a)
+                lines = [i for i in range(s, last + 1) if not is_fence(text[slice(*spans[i])])]
+                if lines and WORD.search(text[spans[lines[0]][0] : spans[lines[-1]][1]]):
                     units.append((lines[0], lines[-1], spans[lines[0]][0], spans[lines[-1]][1]))
                 s = last + 1
                 continue
             if a not in headings:
-                last = list_end(chunk.text, spans, s)
+                last = list_end(text, spans, s)
                 while last > s and inside(code, spans[last][0]) is not None:
                     last -= 1  # a lead-in's list ends where code starts
+                following = inside(code, spans[s + 1][0]) if s + 1 < len(spans) else None
+                if last == s and following and text[a : spans[s][1]].rstrip().endswith(":"):
+                    end = _code_end(spans, s + 1, following, a)
+                    while end > s and is_fence(text[slice(*spans[end])]):
+                        end -= 1  # "Install it:" with the command under it
+                    last = end
                 b = spans[last][1]
-                if WORD.search(chunk.text[a:b]):
+                if WORD.search(text[a:b]):
                     units.append((s, last, a, b))
             s += 1
         return units

@@ -85,7 +85,7 @@ eval-heldout: heldout
 	    $(if $(HELDOUT_LLM),--llm $(HELDOUT_LLM)) --json $(HELDOUT_DIR)/$$set.json || exit 1; \
 	done
 
-# CI's quality gate: the seed, handbook and held-out test sets with the default LLM, each bound
+# CI's quality gate: the seed, handbook, held-out test and README sets with the default LLM, each bound
 # at the level measured when the reader landed, less a small margin (README "Quality").
 GATE := build/gate
 RAG := $(VENV)/bin/rag
@@ -106,6 +106,16 @@ eval-gate: heldout
 	  --json $(GATE)/adversarial.json --fail-under refusal_accuracy=0.28
 	$(RAG) eval build/heldout/test/outside.yaml --index $(GATE)/heldout \
 	  --json $(GATE)/outside.json --fail-under refusal_accuracy=0.88
+	$(RAG) ingest evals/corpora/readmes/validation --index $(GATE)/readmes-validation >/dev/null
+	$(RAG) eval evals/readmes-validation.yaml --index $(GATE)/readmes-validation \
+	  --json $(GATE)/readmes-validation.json \
+	  --fail-under answer_accuracy=0.68,refusal_accuracy=0.16,citation_accuracy=0.78 \
+	  --fail-over false_refusal_rate=0.15,uncited_sentence_rate=0
+	$(RAG) ingest evals/corpora/readmes/test --index $(GATE)/readmes-test >/dev/null
+	$(RAG) eval evals/readmes-test.yaml --index $(GATE)/readmes-test \
+	  --json $(GATE)/readmes-test.json \
+	  --fail-under answer_accuracy=0.68,refusal_accuracy=0.30,citation_accuracy=0.74 \
+	  --fail-over false_refusal_rate=0.09,uncited_sentence_rate=0
 
 clean:
 	rm -rf $(VENV) index/* data reports .pytest_cache .ruff_cache

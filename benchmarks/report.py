@@ -234,6 +234,8 @@ QUALITY_SETS = (
     ("outside", "held-out questions about articles not indexed"),
     ("seed", "`evals/seed.yaml`"),
     ("handbook", "`evals/handbook.yaml`"),
+    ("readmes-validation", "`evals/readmes-validation.yaml` (deciding, not for reporting)"),
+    ("readmes-test", "`evals/readmes-test.yaml` (15 READMEs)"),
 )
 
 
@@ -245,7 +247,7 @@ def answer_quality_table(folder: Path = GATE_DIR) -> list[str]:
         path = folder / f"{name}.json"
         if not path.is_file():
             continue
-        metrics = json.loads(path.read_text())["metrics"]
+        metrics = json.loads(path.read_text(encoding="utf-8"))["metrics"]
         cells = [
             _num(metrics.get(key), 3)
             for key in (

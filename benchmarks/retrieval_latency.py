@@ -55,7 +55,7 @@ def build_index(index_dir: Path, n_chunks: int, dataset_dir: Path, cache: Path) 
 def cached_index(n_chunks: int, cache: Path) -> tuple[Path, dict[str, Any] | None]:
     index_dir = cache / f"latency-{n_chunks}"
     try:
-        info = json.loads((index_dir / "bench.json").read_text())
+        info = json.loads((index_dir / "bench.json").read_text(encoding="utf-8"))
         if info.get("format") == BUILD_FORMAT and info.get("chunks") == n_chunks:
             return index_dir, info
     except (OSError, ValueError):

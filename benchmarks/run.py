@@ -136,7 +136,7 @@ def spawn_section(name: str, quick: bool) -> dict[str, Any]:
         seconds = time.perf_counter() - started
         if process.returncode != 0 or not out.exists():
             return {"error": f"exit status {process.returncode}", "wall_s": round(seconds, 1)}
-        data = json.loads(out.read_text())
+        data = json.loads(out.read_text(encoding="utf-8"))
         data["wall_s"] = round(seconds, 1)
         return data
 
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"=== {name} done in {sections[name].get('wall_s')} s")
     previous: dict[str, Any] = {}
     if partial and latest.exists():  # read now: another partial run may have finished meanwhile
-        previous = json.loads(latest.read_text())
+        previous = json.loads(latest.read_text(encoding="utf-8"))
     results = assemble(sections, previous)
     results.update(
         machine=machine,

@@ -103,7 +103,8 @@ def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         if not wait_for_http(f"{url}/api/v2/heartbeat"):
-            pytest.fail(f"chroma run did not start: {(data / 'server.log').read_text()[-2000:]}")
+            log = (data / "server.log").read_text(encoding="utf-8")
+            pytest.fail(f"chroma run did not start: {log[-2000:]}")
         yield url
     finally:
         process.terminate()
@@ -147,7 +148,7 @@ def passage_reader_copy(folder: Path) -> Path:
     from rag.reader import READER_DIR
 
     shutil.copytree(READER_DIR, folder)
-    info = json.loads((folder / "reader.json").read_text())
+    info = json.loads((folder / "reader.json").read_text(encoding="utf-8"))
     (folder / "reader.json").write_text(json.dumps({**info, "input": "passage"}))
     return folder
 

@@ -494,7 +494,7 @@ def test_sentences_rank_by_the_calibrated_combination(tmp_path, settings: Settin
 
     folder = tmp_path / "reader"
     shutil.copytree(READER_DIR, folder)
-    info = json.loads((folder / "reader.json").read_text())
+    info = json.loads((folder / "reader.json").read_text(encoding="utf-8"))
     info["calibration"] |= {"rank_reader_weight": 0.0, "rank_cosine_weight": 1.0}
     info["calibration"] |= {"rank_chunk_weight": 0.0, "rank_bias": 0.0}
     (folder / "reader.json").write_text(json.dumps(info))

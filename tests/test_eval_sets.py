@@ -28,18 +28,20 @@ from rag.loaders import LoadedDocument, load_file
 
 ROOT = Path(__file__).resolve().parent.parent
 HANDBOOK = ROOT / "evals" / "corpora" / "handbook"
+READMES = ROOT / "evals" / "corpora" / "readmes"
 
 # question set -> the folder its documents come from
 SETS: dict[str, Path] = {
     "seed.yaml": ROOT / "seeds",
     "handbook.yaml": HANDBOOK,
+    "readmes-validation.yaml": READMES / "validation",
+    "readmes-test.yaml": READMES / "test",
 }
+# Sets that also hold conversations (follow-up questions); the README sets are single questions.
+WITH_CONVERSATIONS = {"seed.yaml", "handbook.yaml"}
 
 # Answerable items whose expected answer is a paraphrase, not text of the source (by set).
-PARAPHRASED: dict[str, set[str]] = {
-    "seed.yaml": set(),
-    "handbook.yaml": set(),
-}
+PARAPHRASED: dict[str, set[str]] = {name: set() for name in SETS}
 
 
 @cache
@@ -98,7 +100,8 @@ def test_question_set_is_valid(name: str) -> None:
     items = question_set.items()
     answerable = [item for item in items if item.case.answerable]
     assert answerable and len(answerable) < len(items), "needs answerable and unanswerable items"
-    assert question_set.conversations, "needs at least one conversation"
+    if name in WITH_CONVERSATIONS:
+        assert question_set.conversations, "needs at least one conversation"
     for item in answerable:
         assert item.case.expected, f"{item.id}: answerable item without 'expected'"
         assert item.case.evidence, f"{item.id}: answerable item without 'evidence'"
@@ -189,3 +192,19 @@ def test_committed_binaries_match_the_generator(tmp_path: Path) -> None:
         fresh, committed = load_file(tmp_path / name), _document(HANDBOOK / name)
         assert fresh.text == committed.text, f"{name}: re-run evals/corpora/make_handbook.py"
         assert fresh.title == committed.title
+
+
+def test_readme_sets_have_the_intended_mix() -> None:
+    """Both README splits: how-to and prose questions, near misses, every README asked about,
+    and no package in both splits; every README's licence is shipped beside it."""
+    validation, test = (set(_corpus_files(READMES / split)) for split in ("validation", "test"))
+    assert {p.name for p in validation}.isdisjoint({p.name for p in test})
+    for name, folder in (("readmes-validation.yaml", "validation"), ("readmes-test.yaml", "test")):
+        items = _items(name)
+        kinds = [item.case.note for item in items if item.case.answerable]
+        assert kinds.count("how-to") >= 25 and kinds.count("prose") >= 25
+        assert sum(not item.case.answerable for item in items) >= 10
+        sources = {item.case.source for item in items if item.case.source}
+        assert sources == {p.name for p in _corpus_files(READMES / folder)}
+        for source in sources:
+            assert (READMES / "LICENSES" / source.replace(".md", ".txt")).is_file(), source

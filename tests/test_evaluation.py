@@ -693,8 +693,8 @@ def test_corpus_files_are_written_once_and_stale_ones_removed(tmp_path: Path) ->
     assert set(by_file.values()) == {"d1", "a/b"}
     assert doc_filename("d1") == "d1.txt" and doc_filename("a/b").startswith("h-")
     assert doc_filename("x.txt") != "x.txt.txt" and doc_filename("..") != "...txt"
-    assert (folder / "d1.txt").read_text() == "Title\n\nBody one.\n"
-    assert (folder / doc_filename("a/b")).read_text() == "Body two.\n"
+    assert (folder / "d1.txt").read_text(encoding="utf-8") == "Title\n\nBody one.\n"
+    assert (folder / doc_filename("a/b")).read_text(encoding="utf-8") == "Body two.\n"
     assert not (folder / "gone.txt").exists()
     stamp = (folder / "d1.txt").stat().st_mtime_ns
     write_corpus_files(dataset, folder)

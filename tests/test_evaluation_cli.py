@@ -106,7 +106,7 @@ def test_fail_under_and_fail_over_gate_the_exit_code(
     out = tmp_path / "run.json"
     ok = rag_cli(*eval_args(seed_index, small_set, "--json", out, "--fail-under", "n_questions=4"))
     assert ok.exit_code == 0, ok.output
-    metrics = json.loads(out.read_text())["metrics"]
+    metrics = json.loads(out.read_text(encoding="utf-8"))["metrics"]
     assert metrics["n_questions"] == 4
     failing = rag_cli(
         *eval_args(
@@ -148,7 +148,7 @@ def test_compare_shows_deltas_and_flipped_items(
 ) -> None:
     first = tmp_path / "first.json"
     assert rag_cli(*eval_args(seed_index, small_set, "--json", first)).exit_code == 0
-    previous = json.loads(first.read_text())
+    previous = json.loads(first.read_text(encoding="utf-8"))
     # pretend the previous run differed: one item flipped each way, one metric changed
     for item in previous["items"]:
         if item["id"] == "offtopic":
@@ -163,7 +163,7 @@ def test_compare_shows_deltas_and_flipped_items(
         *eval_args(seed_index, small_set, "--compare", edited, "--report", tmp_path / "r")
     )
     assert result.exit_code == 0, result.output
-    current = {item["id"]: item for item in json.loads(first.read_text())["items"]}
+    current = {item["id"]: item for item in json.loads(first.read_text(encoding="utf-8"))["items"]}
     flipped_to_fail = [i for i in ("offtopic", "talk.1") if not current[i]["passed"]]
     flipped_to_pass = [i for i in ("offtopic", "talk.1") if current[i]["passed"]]
     out = result.stdout
@@ -175,7 +175,9 @@ def test_compare_shows_deltas_and_flipped_items(
     for item_id in flipped_to_pass:
         assert f"{item_id}:" in passing_part
     assert "Only in the previous run: retired" in out
-    assert "Changes since the previous run" in (tmp_path / "r" / "report.html").read_text()
+    assert "Changes since the previous run" in (tmp_path / "r" / "report.html").read_text(
+        encoding="utf-8"
+    )
 
 
 def test_compare_with_a_non_result_file_fails_before_running(
@@ -247,7 +249,7 @@ def test_eval_retrieval_on_a_tiny_beir_dataset(tmp_path: Path) -> None:
     out = tmp_path / "tiny.json"
     result = rag_cli("eval-retrieval", "--beir", dataset, "--index", index, "--json", out)
     assert result.exit_code == 0, result.output
-    data = json.loads(out.read_text())
+    data = json.loads(out.read_text(encoding="utf-8"))
     assert data["dataset"] == "tiny" and data["split"] == "test" and data["k"] == 10
     assert data["n_queries"] == 5
     assert set(data["metrics"]) == {"dense", "bm25", "hybrid"}
@@ -267,20 +269,24 @@ def test_eval_retrieval_on_a_tiny_beir_dataset(tmp_path: Path) -> None:
     assert sorted(p.name for p in cache.glob("*.txt")) == sorted(
         f"{doc_id}.txt" for doc_id, _, _ in TINY_CORPUS
     )
-    assert (cache / "volcano.txt").read_text().startswith("Volcanic eruptions\n\nMagma")
+    assert (
+        (cache / "volcano.txt")
+        .read_text(encoding="utf-8")
+        .startswith("Volcanic eruptions\n\nMagma")
+    )
     for name in ("dense", "bm25", "hybrid", "ndcg@10", "recall@100"):
         assert name in result.stdout
 
     # a second run re-embeds nothing; a changed corpus is ingested incrementally
     again = rag_cli("eval-retrieval", "--beir", dataset, "--index", index, "--json", out)
     assert again.exit_code == 0, again.output
-    ingest = json.loads(out.read_text())["config"]["ingest"]
+    ingest = json.loads(out.read_text(encoding="utf-8"))["config"]["ingest"]
     assert (ingest["unchanged"], ingest["chunks_written"]) == (12, 0)
     extra = ("rain", "Rainfall", "Clouds release rain when droplets grow heavy.")
     make_tiny_beir(dataset, [*TINY_CORPUS[1:], extra])
     third = rag_cli("eval-retrieval", "--beir", dataset, "--index", index, "--json", out)
     assert third.exit_code == 0, third.output
-    data = json.loads(out.read_text())
+    data = json.loads(out.read_text(encoding="utf-8"))
     assert (data["config"]["ingest"]["added"], data["config"]["ingest"]["deleted"]) == (1, 1)
     assert data["config"]["ingest"]["unchanged"] == 11
     # 'volcano' is gone from the corpus but still judged: query 1 can't be perfect any more

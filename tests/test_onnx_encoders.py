@@ -162,8 +162,10 @@ def test_a_fresh_copy_of_the_same_weights_finds_its_export(tmp_path: Path, monke
     original = weights_fingerprint(READER_DIR)
     assert weights_fingerprint(copy) == original
     digests = tmp_path / "cache" / "onnx" / "digests.json"
-    assert digests.is_file() and str((copy / "model.safetensors").resolve()) in digests.read_text()
-    (copy / "config.json").write_text((copy / "config.json").read_text() + "\n")
+    assert digests.is_file() and str((copy / "model.safetensors").resolve()) in digests.read_text(
+        encoding="utf-8"
+    )
+    (copy / "config.json").write_text((copy / "config.json").read_text(encoding="utf-8") + "\n")
     assert weights_fingerprint(copy) != original
 
 
@@ -183,18 +185,18 @@ def test_a_new_export_removes_the_ones_it_supersedes(tmp_path: Path, monkeypatch
     kept = exported(other, "reader", "onnx").folder
     orphan = exported(gone, "reader", "onnx").folder
     assert first == kept == orphan  # the same weights share one export
-    (other / "config.json").write_text((other / "config.json").read_text() + "\n")
+    (other / "config.json").write_text((other / "config.json").read_text(encoding="utf-8") + "\n")
     kept = exported(other, "reader", "onnx").folder
-    (gone / "config.json").write_text((gone / "config.json").read_text() + "\n\n")
+    (gone / "config.json").write_text((gone / "config.json").read_text(encoding="utf-8") + "\n\n")
     orphan = exported(gone, "reader", "onnx").folder
     shutil.rmtree(gone)
     assert len({first, kept, orphan}) == 3 and orphan.is_dir()
-    (reader / "config.json").write_text((reader / "config.json").read_text() + " ")
+    (reader / "config.json").write_text((reader / "config.json").read_text(encoding="utf-8") + " ")
     retrained = exported(reader, "reader", "onnx").folder
     assert retrained.is_dir() and kept.is_dir()  # another model folder's export stays
     # the same folder's earlier export is gone, and so is the one whose folder was deleted
     assert not first.exists() and not orphan.exists()
-    digests = (tmp_path / "cache" / "onnx" / "digests.json").read_text()
+    digests = (tmp_path / "cache" / "onnx" / "digests.json").read_text(encoding="utf-8")
     assert str(gone) not in digests and str(other) in digests
 
 

@@ -93,7 +93,7 @@ def test_ask_returns_the_rag_ask_json_object(client, seed_index: Settings) -> No
     result.pop("timings"), expected.pop("timings")
     assert result == expected
     assert not result["refused"] and result["citations"]
-    text = SEED_FILE.read_text()
+    text = SEED_FILE.read_text(encoding="utf-8")
     for citation in result["citations"]:
         assert citation["source"] == SEED_FILE.name
         assert text[citation["start"] : citation["end"]] == citation["quote"]

@@ -315,10 +315,10 @@ def test_settle_keeps_what_was_indexed(tmp_path: Path) -> None:
     second = store_uploads(
         [incoming / "old.txt", incoming / "bad.txt", incoming / "fresh.txt"], upload_dir, 1
     )
-    assert (upload_dir / "old.txt").read_text() == "version 2, broken"
+    assert (upload_dir / "old.txt").read_text(encoding="utf-8") == "version 2, broken"
     kept = second.settle([upload_dir / "old.txt", upload_dir / "bad.txt"])
     assert [path.name for path in kept] == ["fresh.txt"]
-    assert (upload_dir / "old.txt").read_text() == "version 1"
+    assert (upload_dir / "old.txt").read_text(encoding="utf-8") == "version 1"
     assert sorted(path.name for path in upload_dir.iterdir()) == ["fresh.txt", "old.txt"]
 
     third = store_uploads([incoming / "fresh.txt", incoming / "fresh.txt"], upload_dir, 1)

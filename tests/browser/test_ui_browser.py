@@ -104,7 +104,7 @@ def test_ask_streams_a_cited_answer_from_the_default_llm(browser: Any, browser_u
         head = chat.page.locator(".rag-sources .rag-source-head").first.inner_text()
         assert SEED_FILE.name in head and "chunk" in head
         marked = chunk.locator("mark").inner_text()
-        assert marked and marked in " ".join(SEED_FILE.read_text().split())
+        assert marked and marked in " ".join(SEED_FILE.read_text(encoding="utf-8").split())
         assert marked in chunk.inner_text()
         chat.screenshot(shots, "desktop-answer-sources")
         assert chat.external_requests == []

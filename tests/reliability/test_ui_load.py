@@ -88,7 +88,7 @@ def test_sixteen_clients_while_ingesting(
     from gradio_client import Client, handle_file
 
     index = copy_index(seed_index.index_dir, tmp_path / "index")
-    seed_text = SEED_FILE.read_text()
+    seed_text = SEED_FILE.read_text(encoding="utf-8")
     incoming = tmp_path / "incoming"
     incoming.mkdir()
     errors: list[str] = []

@@ -7,6 +7,13 @@ up to date: it lists the store's chunk ids, reads only the chunks that are new, 
 ones that are gone (chunk ids hash the chunk's text, so an id still present is the same
 chunk); a full rebuild happens only when the changes since the last one grow large
 (rag.bm25.MERGE_FRACTION).
+
+A search embeds the query, then runs the store's nearest-neighbour query on a worker thread
+while the calling thread finds BM25's top-k (Chroma's Rust core releases the GIL, and most of
+BM25's time is numpy's): side by side at a million chunks (300 SciFact queries, embedding
+cached), p50 2.28 ms against 3.63 ms one after the other (p95 5.5 / 7.2 ms), at 100,000 chunks
+1.49 against 2.25 ms, with identical results. (The other way round, BM25 on the worker, gained
+only 19 %: Chroma's Python layer then waits for the GIL.)
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import json
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -211,6 +219,21 @@ def fuse(
     return fused
 
 
+_STORE_THREADS = 2  # store queries running at once for concurrent searches
+_store_pool: ThreadPoolExecutor | None = None
+_store_pool_lock = threading.Lock()
+
+
+def store_pool() -> ThreadPoolExecutor:
+    """The threads a search's store (dense) query runs on while the calling thread finds BM25's
+    top-k: a search takes about the longer of the two, not their sum (module docstring)."""
+    global _store_pool
+    with _store_pool_lock:
+        if _store_pool is None:
+            _store_pool = ThreadPoolExecutor(_STORE_THREADS, thread_name_prefix="rag-store")
+        return _store_pool
+
+
 class HybridSearcher:
     """Dense + BM25 search over one collection; thread-safe, caches refreshed by revision."""
 
@@ -315,11 +338,14 @@ class HybridSearcher:
         index = self.bm25()
         records = index.records
         where = {"source": {"$in": list(sources)}} if sources else None
+        mask = np.isin(records.sources, list(sources)) if sources else None
         vector = self.embedder.encode_query(query)
         embedded = time.perf_counter()
-        dense = dict(self.store.query(vector, fetch_k, where=where))
-        mask = np.isin(records.sources, list(sources)) if sources else None
-        top, bm25_scores, bm25_bound, _ = index.top(query, fetch_k, mask)
+        nearest = store_pool().submit(self.store.query, vector, fetch_k, where)
+        try:
+            top, bm25_scores, bm25_bound, _ = index.top(query, fetch_k, mask)
+        finally:
+            dense = dict(nearest.result())
         bm25 = {records.ids[i]: float(s) for i, s in zip(top.tolist(), bm25_scores, strict=True)}
         cosines = dict(dense)
         extra = [i for i in top if records.ids[i] not in dense] if mode == "hybrid" else []

@@ -20,7 +20,7 @@ HOSTILE = (
     "**bold** _it_ [link](javascript:alert(1)) https://example.com $E=mc^2$ `code` "
     "# heading\n\n| a | b |\n--- \n&amp; &lt;b&gt; <!-- c --> \\escaped\x00\x07 end"
 )
-OUR_TAGS = {"div", "span", "sup", "b", "mark", "br", "ul", "li"}
+OUR_TAGS = {"div", "span", "sup", "b", "mark", "br", "ul", "li", "pre", "code"}
 
 
 class _Collect(HTMLParser):
@@ -113,6 +113,22 @@ def test_answer_marks_citations_and_escapes_everything_else() -> None:
     assert ("sup", [("class", "rag-cite")]) in parsed.tags
     assert "[1]" in "".join(parsed.text)
     assert "<script>" in "".join(parsed.text)  # shown as text
+
+
+def test_code_in_answers_is_shown_as_code_and_stays_inert() -> None:
+    """A quoted command (`inline`) and a quoted block (fenced) are shown as code, their text
+    exactly as written and inert, the fences themselves not shown."""
+    chunk = "Run:\n```\n" + HOSTILE + "\n```\n"
+    citation = _citation(chunk, 0, len(chunk) - 5)
+    text = "Run: [1] `pip install <b>x</b>` [1]\n```\n" + HOSTILE + "\n```\n[1] Done. [1]"
+    fragment = render.answer_html(_answer(text, [citation]))
+    parsed = assert_only_our_markup(fragment)
+    assert ("pre", [("class", "rag-code")]) in parsed.tags
+    assert ("code", [("class", "rag-code")]) in parsed.tags
+    body = fragment.split('<div class="rag-meta">')[0]  # the answer as shown (not Copy's text)
+    shown = "".join(parse(body).text)
+    assert "```" not in shown and "pip install <b>x</b>" in shown and "<script>" in shown
+    assert shown.count("[1]") == 4
 
 
 def test_sources_highlight_the_quote_inside_its_chunk() -> None:

@@ -9,6 +9,12 @@ CSS = """
   line-height: 1.55; overflow-wrap: anywhere;
 }
 .rag-cite { color: var(--color-accent); font-weight: 600; font-size: 0.75em; }
+code.rag-code, pre.rag-code {
+  font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 0.88em;
+  background: var(--background-fill-secondary); border-radius: 4px;
+}
+code.rag-code { padding: 0.05rem 0.3rem; }
+pre.rag-code { padding: 0.5rem 0.75rem; margin: 0.35rem 0; white-space: pre-wrap; }
 .rag-answer .rag-cite { cursor: pointer; text-decoration: underline dotted; }
 .rag-copytext, #rag-regenerate { display: none !important; }
 .rag-actions { margin-left: 0.6rem; }

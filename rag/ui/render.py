@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from rag import markers
+from rag.codeblocks import fenced_blocks, is_fence
 
 # Characters that start markup in HTML, Markdown (incl. GFM autolinks, tables, strikethrough)
 # or the LaTeX renderer. Each becomes a numeric character reference.
@@ -115,11 +116,42 @@ def pending_html(stage: str = "searching") -> str:
 
 
 def _with_markers(text: str) -> str:
+    """Answer text as inert HTML: ``[n]`` markers as citation links, code the answer quotes
+    (a fenced block, or `inline`) as code; everything else escaped."""
+    parts: list[str] = []
+    cursor = 0
+    for start, end in fenced_blocks(text):
+        parts.append(_prose_with_markers(text[cursor:start].rstrip("\n")))  # <pre> is a block
+        lines = text[start:end].split("\n")[1:]
+        if lines and is_fence(lines[-1]):
+            lines = lines[:-1]
+        code = escape("\n".join(lines))
+        parts.append(f'<pre class="rag-code"><code>{code}</code></pre>')
+        cursor = end + 1 if text[end : end + 1] == "\n" else end
+    parts.append(_prose_with_markers(text[cursor:]))
+    return "".join(parts)
+
+
+_INLINE_CODE = re.compile(r"`([^`\n]+)`")
+
+
+def _prose_with_markers(text: str) -> str:
     parts: list[str] = []
     cursor = 0
     for match in markers.SINGLE.finditer(text):
-        parts.append(escape(text[cursor : match.start()]))
+        parts.append(_inline_code(text[cursor : match.start()]))
         parts.append(f'<sup class="rag-cite">[{int(match.group(1))}]</sup>')
+        cursor = match.end()
+    parts.append(_inline_code(text[cursor:]))
+    return "".join(parts)
+
+
+def _inline_code(text: str) -> str:
+    parts: list[str] = []
+    cursor = 0
+    for match in _INLINE_CODE.finditer(text):
+        parts.append(escape(text[cursor : match.start()]))
+        parts.append(f'<code class="rag-code">{escape(match.group(1))}</code>')
         cursor = match.end()
     parts.append(escape(text[cursor:]))
     return "".join(parts)

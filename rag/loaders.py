@@ -186,12 +186,14 @@ def _decode_legacy(data: bytes) -> str:
         raise LoaderError(f"cannot decode text as {best.encoding}") from None
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f]")  # control characters but \t \n \v \f \r
+
+
 def _looks_binary(text: str) -> bool:
     sample = text[:8192]
     if not sample:
         return False
-    control = sum(1 for char in sample if ord(char) < 32 and char not in "\t\n\r\f\v")
-    return control / len(sample) > 0.05
+    return len(_CONTROL.findall(sample)) / len(sample) > 0.05
 
 
 def _normalise_newlines(text: str) -> str:

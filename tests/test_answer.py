@@ -623,17 +623,3 @@ def test_how_to_questions_are_answered_with_the_code(tmp_path, settings: Setting
     assert "`pip install harbourmaster` [1]" in answer.answer
     assert all(cited for _, cited in split_answer(answer.answer))
     assert answer.citations[0].quote.endswith("```\npip install harbourmaster")
-    # The command alone is a candidate too, re-read after the lead-in (not after its fence).
-    question = "How can I install Harbourmaster into my Python environment?"
-    chunks = bot.searcher.search(question).chunks
-    (command,) = [
-        c
-        for c in bot.rank_sentences(question, chunks)
-        if chunks[c.chunk_index].text[c.start : c.end] == "pip install harbourmaster"
-    ]
-    lead_in = "To add it to an existing Python environment, install the package from PyPI:"
-    (expected,) = bot.reader.score(
-        question, [(with_context("Harbourmaster", lead_in), "pip install harbourmaster")]
-    )
-    (read,) = bot.in_context_scores(question, [command], chunks)
-    assert read == pytest.approx(expected.score, abs=1e-4)

@@ -81,11 +81,7 @@ class SentenceReader:
         for candidate in candidates:
             chunk = chunks[candidate.chunk_index]
             spans = self.verifier.chunk_sentences(chunk).spans
-            before = [
-                (a, b)
-                for a, b in spans
-                if b <= candidate.start and not is_fence(chunk.text[a:b])  # ```bash: no context
-            ]
+            before = [(a, b) for a, b in spans if b <= candidate.start]
             sentence_before = chunk.text[before[-1][0] : before[-1][1]] if before else ""
             title = reading_title(chunk, candidate.start, sentence_before)
             inputs.append((title, chunk.text[candidate.start : candidate.end]))

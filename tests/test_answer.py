@@ -623,3 +623,33 @@ def test_how_to_questions_are_answered_with_the_code(tmp_path, settings: Setting
     assert "`pip install harbourmaster` [1]" in answer.answer
     assert all(cited for _, cited in split_answer(answer.answer))
     assert answer.citations[0].quote.endswith("```\npip install harbourmaster")
+
+
+def test_html_pre_blocks_are_read_as_code(tmp_path, settings: Settings) -> None:
+    """An HTML page's <pre> block is code as a markdown fence is: its lines are not joined into
+    one "sentence", and a how-to question is answered with the command, quoted as code."""
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "tidewatch.html").write_text(
+        "<html><head><title>Tidewatch manual</title></head><body><h1>Tidewatch manual</h1>"
+        "<p>Tidewatch records tide gauges and warns the harbour office of surges.</p>"
+        "<h2>Exporting readings</h2><p>Readings are kept for ninety days.</p><pre><code>"
+        "tidewatch export --since 2024-01-01 --format csv\n"
+        "tidewatch purge --older-than 90d\n</code></pre>"
+        "<p>Exports are written to the current folder.</p></body></html>",
+        encoding="utf-8",
+    )
+    assert ingest([tmp_path / "docs"], settings).ok
+    bot = RAG(settings)
+    question = "Which Tidewatch command exports the readings as CSV?"
+    chunks = bot.searcher.search(question).chunks
+    read = [
+        chunks[c.chunk_index].text[c.start : c.end] for c in bot.rank_sentences(question, chunks)
+    ]
+    assert (
+        "tidewatch export --since 2024-01-01 --format csv\ntidewatch purge --older-than 90d" in read
+    )
+    answer = bot.ask(question)
+    assert (
+        not answer.refused and "tidewatch export --since 2024-01-01 --format csv" in answer.answer
+    )
+    assert "```" in answer.answer and all(cited for _, cited in split_answer(answer.answer))

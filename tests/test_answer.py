@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
@@ -653,3 +654,36 @@ def test_html_pre_blocks_are_read_as_code(tmp_path, settings: Settings) -> None:
         not answer.refused and "tidewatch export --since 2024-01-01 --format csv" in answer.answer
     )
     assert "```" in answer.answer and all(cited for _, cited in split_answer(answer.answer))
+
+
+READMES = Path(__file__).resolve().parent.parent / "evals" / "corpora" / "readmes" / "validation"
+
+
+def test_a_question_that_stands_on_its_own_is_not_merged_with_the_last(
+    tmp_path, settings: Settings
+) -> None:
+    """In a conversation, a question with an "its" that refers to nothing before it ("... add
+    FastAPI together with its standard extras") is retrieved and read as asked when the
+    documents answer it so more surely than merged with the question before (a real case of
+    the README validation set asked as a chat), while a real follow-up is still read with the
+    question before it."""
+    assert ingest([READMES], settings).ok
+    bot = RAG(settings)
+    first = (
+        "With python-dotenv, how do I read a .env file into a dictionary without touching "
+        "os.environ?"
+    )
+    history = [(first, bot.ask(first).answer)]
+    question = (
+        "What's the uv command to add FastAPI together with its standard extras to a project?"
+    )
+    answer = bot.ask(question, history=history)
+    assert answer.standalone_question == question  # understood as asked
+    assert not answer.refused and 'uv add "fastapi[standard]"' in answer.answer
+    assert {c.source for c in answer.citations} == {"fastapi.md"}
+
+    first = "How do I install python-dotenv?"
+    history = [(first, bot.ask(first).answer)]
+    answer = bot.ask("And how do I load the variables from its file in my code?", history=history)
+    assert first in answer.standalone_question
+    assert "load_dotenv" in answer.answer

@@ -205,38 +205,51 @@ class RAG:
         return condense_heuristic(question, history)
 
     def _retrieve(self, state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
-        """The retriever's Documents for the standalone question, as RetrievedChunks."""
+        """The retriever's Documents for the standalone question, as RetrievedChunks; for a
+        question condensed with the conversation, also those for the question as asked (which
+        ``read`` prefers when the reader is surer of them: "How do I install pypdf so that it
+        ..." holds an "it" but needs no earlier question)."""
         turn = turn_of(state)
         began = time.perf_counter()
-        retriever = self.retriever
-        if isinstance(retriever, HybridRetriever):
-            documents = retriever.invoke(turn.standalone, config, k=turn.k, sources=turn.sources)
-        else:
-            documents = [
-                document
-                for document in retriever.invoke(turn.standalone, config)
-                if not turn.sources or document.metadata.get("source") in turn.sources
-            ][: turn.k]
-        turn.chunks = [RetrievedChunk.from_document(document) for document in documents]
-        turn.best_dense = self._best_dense(turn, documents)
+        turn.chunks, turn.best_dense = self._search(turn, turn.standalone, config)
+        if turn.standalone != turn.question:
+            turn.own_chunks, turn.own_best_dense = self._search(turn, turn.question, config)
         turn.retrieve_s = time.perf_counter() - began
         return state
 
-    def _best_dense(self, turn: Turn, documents: list[Document]) -> float:
+    def _search(
+        self, turn: Turn, query: str, config: RunnableConfig
+    ) -> tuple[list[RetrievedChunk], float]:
+        """The retrieved chunks for ``query`` and its best dense similarity (``_best_dense``)."""
+        retriever = self.retriever
+        if isinstance(retriever, HybridRetriever):
+            documents = retriever.invoke(query, config, k=turn.k, sources=turn.sources)
+        else:
+            documents = [
+                document
+                for document in retriever.invoke(query, config)
+                if not turn.sources or document.metadata.get("source") in turn.sources
+            ][: turn.k]
+        chunks = [RetrievedChunk.from_document(document) for document in documents]
+        return chunks, self._best_dense(query, chunks, documents)
+
+    def _best_dense(
+        self, question: str, chunks: list[RetrievedChunk], documents: list[Document]
+    ) -> float:
         """The best dense similarity of the question in the collection (a signal of the
         answer gate): reported by the hybrid retriever, else measured on what was retrieved."""
         reported = [d.metadata.get("query_best_dense") for d in documents]
         if reported and all(value is not None for value in reported):
             return float(max(reported))
-        if not turn.chunks:
+        if not chunks:
             return 0.0
-        query = self.embedder.encode_query(turn.standalone)
-        missing = [chunk for chunk in turn.chunks if chunk.dense_score is None]
+        query = self.embedder.encode_query(question)
+        missing = [chunk for chunk in chunks if chunk.dense_score is None]
         if missing:
             vectors = self.embedder.encode([chunk.search_text for chunk in missing])
             for chunk, score in zip(missing, vectors @ query, strict=True):
                 chunk.dense_score = float(score)
-        return float(np.max([chunk.dense_score for chunk in turn.chunks]))
+        return float(np.max([chunk.dense_score for chunk in chunks]))
 
     def _read(self, state: dict[str, Any]) -> dict[str, Any]:
         """Rank the retrieved sentences; decide whether the documents answer; build the
@@ -377,16 +390,35 @@ class RAG:
         return None
 
     def read(self, turn: Turn) -> tuple[str, list[Candidate]]:
-        """The question as read and the reader's ranking of the retrieved sentences for it. A
-        follow-up condensed with the previous question ("When did the ferry start? And what
-        about the bridge?") is read as asked when the reader finds an answer to it in the
-        passages the condensed question retrieved, else as condensed."""
+        """The question as read and the reader's ranking of the retrieved sentences for it.
+
+        A question condensed with the previous one ("When did the ferry start? And what about
+        the bridge?") is read as asked, over the passages retrieved for it as asked, when the
+        documents answer it so (the calibrated answer decision passes) more surely than they
+        answer the condensed question: it stood on its own, and the turn drops the condensed
+        form and its passages. Else it is read as asked over the passages the condensed
+        question retrieved, when the reader finds an answer there; else as condensed."""
+        threshold = self.reader.calibration.sentence_threshold
+        if turn.standalone != turn.question and turn.own_chunks:
+            own = self.rank_sentences(turn.question, turn.own_chunks)
+            own_score = self.reader.calibration.answerability(
+                self.context_score(turn.question, own, turn.own_chunks), turn.own_best_dense
+            )
+            if own_score >= self.answer_threshold:
+                condensed = self.rank_sentences(turn.standalone, turn.chunks)
+                condensed_score = self.reader.calibration.answerability(
+                    self.context_score(turn.standalone, condensed, turn.chunks), turn.best_dense
+                )
+                if own_score > condensed_score:
+                    turn.standalone, turn.chunks = turn.question, turn.own_chunks
+                    turn.best_dense = turn.own_best_dense
+                    return turn.question, own
         chunks = turn.chunks
         if not chunks:
             return turn.standalone, []
         if turn.standalone != turn.question:
             own = self.rank_sentences(turn.question, chunks)
-            if own and own[0].score >= self.reader.calibration.sentence_threshold:
+            if own and own[0].score >= threshold:
                 return turn.question, own
         return turn.standalone, self.rank_sentences(turn.standalone, chunks)
 

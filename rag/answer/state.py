@@ -31,6 +31,9 @@ class Turn:
     standalone: str = ""
     chunks: list[RetrievedChunk] = field(default_factory=list)
     best_dense: float = 0.0  # the best dense similarity of the question in the collection
+    # For a question condensed with the conversation: what the question as asked retrieves.
+    own_chunks: list[RetrievedChunk] = field(default_factory=list)
+    own_best_dense: float = 0.0
     ranked: list[Candidate] = field(default_factory=list)
     context_score: float = float("-inf")  # the best top sentences' score read in context
     refusal: str | None = None  # why the documents are taken not to answer, when they are not

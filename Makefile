@@ -116,6 +116,11 @@ eval-gate: heldout
 	  --json $(GATE)/readmes-test.json \
 	  --fail-under answer_accuracy=0.68,refusal_accuracy=0.30,citation_accuracy=0.74 \
 	  --fail-over false_refusal_rate=0.09,uncited_sentence_rate=0
+	$(PY) evals/as_chats.py evals/readmes-test.yaml $(GATE)/readmes-test-chats.yaml
+	$(RAG) eval $(GATE)/readmes-test-chats.yaml --index $(GATE)/readmes-test \
+	  --json $(GATE)/readmes-test-chats.json \
+	  --fail-under answer_accuracy=0.66,refusal_accuracy=0.30,citation_accuracy=0.72 \
+	  --fail-over false_refusal_rate=0.09,uncited_sentence_rate=0
 
 clean:
 	rm -rf $(VENV) index/* data reports .pytest_cache .ruff_cache

@@ -236,6 +236,7 @@ QUALITY_SETS = (
     ("handbook", "`evals/handbook.yaml`"),
     ("readmes-validation", "`evals/readmes-validation.yaml` (deciding, not for reporting)"),
     ("readmes-test", "`evals/readmes-test.yaml` (15 READMEs)"),
+    ("readmes-test-chats", "the same questions asked as chats of four (`evals/as_chats.py`)"),
 )
 
 

@@ -36,9 +36,10 @@ SETS: dict[str, Path] = {
     "handbook.yaml": HANDBOOK,
     "readmes-validation.yaml": READMES / "validation",
     "readmes-test.yaml": READMES / "test",
+    "readmes-followups-validation.yaml": READMES / "validation",
 }
 # Sets that also hold conversations (follow-up questions); the README sets are single questions.
-WITH_CONVERSATIONS = {"seed.yaml", "handbook.yaml"}
+WITH_CONVERSATIONS = {"seed.yaml", "handbook.yaml", "readmes-followups-validation.yaml"}
 
 # Answerable items whose expected answer is a paraphrase, not text of the source (by set).
 PARAPHRASED: dict[str, set[str]] = {name: set() for name in SETS}

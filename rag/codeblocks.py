@@ -57,7 +57,7 @@ def is_fence(line: str) -> bool:
 
 def take_pre_markers(text: str) -> tuple[str, list[tuple[int, int]]]:
     """``text`` without the PRE_OPEN/PRE_CLOSE markers, and the (start, end) span each marked
-    block has there (empty blocks left out)."""
+    block's text has there (blank blocks left out)."""
     blocks: list[tuple[int, int]] = []
     pieces: list[str] = []
     length = 0
@@ -72,15 +72,14 @@ def take_pre_markers(text: str) -> tuple[str, list[tuple[int, int]]]:
         else:
             pieces.append(piece)
             length += len(piece)
-    return "".join(pieces), [_trimmed("".join(pieces), a, b) for a, b in blocks]
-
-
-def _trimmed(text: str, start: int, end: int) -> tuple[int, int]:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return start, end
+    text = "".join(pieces)
+    spans = []
+    for a, b in blocks:  # whitespace around a block's text is not code
+        start = a + len(text[a:b]) - len(text[a:b].lstrip())
+        end = start + len(text[a:b].strip())
+        if start < end:
+            spans.append((start, end))
+    return text, spans
 
 
 def clip(blocks: Sequence[tuple[int, int]], start: int, end: int) -> tuple[tuple[int, int], ...]:

@@ -22,7 +22,7 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,26 +100,26 @@ class RetrievedChunk:
     @property
     def sections(self) -> list[tuple[int, str]]:
         """(offset in the text, heading path from there on) of each heading line inside the
-        chunk that changes the path (rag.sections), in order."""
-        raw = self.metadata.get("sections")
-        if not raw:
-            return []
-        try:
-            return [(int(at), str(path)) for at, path in json.loads(str(raw))]
-        except (ValueError, TypeError):
-            return []  # written by something else: read under the chunk's own section
+        chunk that changes the path (rag.sections), in order ([] when written by something
+        else: read under the chunk's own section)."""
+        return self._pairs("sections", int, str)
 
     @property
     def code(self) -> list[tuple[int, int]]:
         """(start, end) in the text of each code block (or part of one) the chunk holds
-        (rag.codeblocks), in order."""
-        raw = self.metadata.get("code")
+        (rag.codeblocks), in order ([] when written by something else: read as prose)."""
+        return self._pairs("code", int, int)
+
+    def _pairs(self, key: str, first: Callable[[Any], Any], second: Callable[[Any], Any]) -> list:
+        """A metadata value stored as a JSON list of pairs, each pair converted; [] when absent
+        or not such a list."""
+        raw = self.metadata.get(key)
         if not raw:
             return []
         try:
-            return [(int(a), int(b)) for a, b in json.loads(str(raw))]
+            return [(first(a), second(b)) for a, b in json.loads(str(raw))]
         except (ValueError, TypeError):
-            return []  # written by something else: read as prose
+            return []
 
     def section_at(self, offset: int) -> str:
         """The heading path in effect at ``offset`` of the chunk's text ("Refuelling"), or ""."""

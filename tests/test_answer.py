@@ -584,6 +584,14 @@ def test_sentences_are_read_under_their_section(tmp_path, settings: Settings) ->
         assert answer.to_dict()["citations"][0]["section"] == section
 
 
+def ranked_texts(bot: RAG, question: str) -> list[str]:
+    """The texts the reader ranks for ``question`` over what it retrieves, best first."""
+    chunks = bot.searcher.search(question).chunks
+    return [
+        chunks[c.chunk_index].text[c.start : c.end] for c in bot.rank_sentences(question, chunks)
+    ]
+
+
 def test_how_to_questions_are_answered_with_the_code(tmp_path, settings: Settings) -> None:
     """A README's commands are read line by line, as code: "How do I start the web UI?" is
     answered with the command that does it, quoted as code and cited, and never with a fence
@@ -604,9 +612,7 @@ def test_how_to_questions_are_answered_with_the_code(tmp_path, settings: Setting
     assert ingest([tmp_path / "docs"], settings).ok
     bot = RAG(settings)
     question = "How do I start the web UI of Harbourmaster?"
-    chunks = bot.searcher.search(question).chunks
-    ranked = bot.rank_sentences(question, chunks)
-    read = [chunks[c.chunk_index].text[c.start : c.end] for c in ranked]
+    read = ranked_texts(bot, question)
     assert not any(text.lstrip().startswith("```") for text in read)  # fences are not read
     assert any(text.startswith("make install") and "harbour serve" in text for text in read)
     answer = bot.ask(question)
@@ -642,10 +648,7 @@ def test_html_pre_blocks_are_read_as_code(tmp_path, settings: Settings) -> None:
     assert ingest([tmp_path / "docs"], settings).ok
     bot = RAG(settings)
     question = "Which Tidewatch command exports the readings as CSV?"
-    chunks = bot.searcher.search(question).chunks
-    read = [
-        chunks[c.chunk_index].text[c.start : c.end] for c in bot.rank_sentences(question, chunks)
-    ]
+    read = ranked_texts(bot, question)
     assert (
         "tidewatch export --since 2024-01-01 --format csv\ntidewatch purge --older-than 90d" in read
     )

@@ -399,6 +399,7 @@ class RAG:
         form and its passages. Else it is read as asked over the passages the condensed
         question retrieved, when the reader finds an answer there; else as condensed."""
         threshold = self.reader.calibration.sentence_threshold
+        condensed: list[Candidate] | None = None  # ranked once, when needed
         if turn.standalone != turn.question and turn.own_chunks:
             own = self.rank_sentences(turn.question, turn.own_chunks)
             own_score = self.reader.calibration.answerability(
@@ -420,7 +421,9 @@ class RAG:
             own = self.rank_sentences(turn.question, chunks)
             if own and own[0].score >= threshold:
                 return turn.question, own
-        return turn.standalone, self.rank_sentences(turn.standalone, chunks)
+        if condensed is None:
+            condensed = self.rank_sentences(turn.standalone, chunks)
+        return turn.standalone, condensed
 
 
 _DEFAULT: dict[tuple[str, ...], RAG] = {}

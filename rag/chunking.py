@@ -20,8 +20,9 @@ from rag.sections import section_paths, with_section
 
 # 4: chunks cut mid-table keep their table's header (table_header); 5: chunks keep their
 # section headings' paths (section, sections), and the section is embedded with the title;
-# 6: a code block's lines are units of their own, and chunks keep their code blocks (code)
-CHUNKER_VERSION = "6"
+# 6: a code block's lines are units of their own, and chunks keep their code blocks (code);
+# 7: a line ending in a comma or in a word like "the", "with" or "and" goes on in the next one
+CHUNKER_VERSION = "7"
 
 # A boundary after sentence-final punctuation (optionally closed by quotes/brackets) followed
 # by whitespace, or at any line break.
@@ -88,6 +89,17 @@ def _ends_with_abbreviation(text: str, end: int) -> bool:
 
 _LINE_START_BLOCK = re.compile(r"\s*([-*•+>|#]|\d+[.)]\s|[A-Za-z][.)]\s)")
 WRAP_MIN_LINE = 40
+# A line ending in a comma or in one of these words is a sentence going on, whatever the next
+# line starts with ("... using the\n`register(module)` API:"): no heading, label or sentence
+# ends in an article, a preposition or a conjunction.
+# fmt: off
+_CONTINUING_WORDS = frozenset({
+    "a", "an", "the", "of", "to", "in", "on", "at", "by", "for", "from", "with", "without",
+    "into", "onto", "via", "than", "and", "or", "nor", "but", "that", "which", "whose", "if",
+    "is", "are", "was", "were", "be",
+})
+# fmt: on
+_LAST_LINE_WORD = re.compile(r"(\w+)$")
 
 
 def _is_wrapped_line(text: str, newline: int, end: int) -> bool:
@@ -101,9 +113,17 @@ def _is_wrapped_line(text: str, newline: int, end: int) -> bool:
         return False
     if _LINE_START_BLOCK.match(following) or " | " in line:
         return False
+    if line[-1] == "," or _ends_continuing(line):
+        return True
     if following.lstrip()[:1].islower():
         return True
     return len(line) >= WRAP_MIN_LINE and not _looks_like_heading(following)
+
+
+def _ends_continuing(line: str) -> bool:
+    """Does ``line`` end in a word no sentence or heading ends in ("the", "with", "and")?"""
+    match = _LAST_LINE_WORD.search(line)
+    return match is not None and match.group(1) in _CONTINUING_WORDS
 
 
 def _looks_like_heading(line: str) -> bool:

@@ -236,3 +236,32 @@ def test_headers_of_a_long_table_match_a_walk_up_from_each_chunk() -> None:
             expected = None
         assert chunk.table_header == expected
     assert all(c.table_header == "| item | price | note |" for c in inside)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A short line ending in "the", "to", "and" or a comma goes on in the next line, even
+        # when that line starts with inline code, a link or a capital.
+        (
+            "Modules can be pickled by value using the\n`register_pickle_by_value(module)` API:",
+            ["Modules can be pickled by value using the\n`register_pickle_by_value(module)` API:"],
+        ),
+        (
+            "Another popular use of `mmh3` is to\n[calculate favicon hashes](https://x.org).",
+            ["Another popular use of `mmh3` is to\n[calculate favicon hashes](https://x.org)."],
+        ),
+        (
+            "It writes to stdout,\nJSON files and sockets.",
+            ["It writes to stdout,\nJSON files and sockets."],
+        ),
+        # Headings, labels and finished lines still end where they end.
+        ("Installation\n`pip install mmh3`", ["Installation", "`pip install mmh3`"]),
+        ("Options:\n`--fast` skips the checks.", ["Options:", "`--fast` skips the checks."]),
+        ("Read the guide\nThen run the tests.", ["Read the guide", "Then run the tests."]),
+    ],
+)
+def test_a_line_ending_mid_sentence_goes_on(text: str, expected: list[str]) -> None:
+    from rag.chunking import sentence_spans
+
+    assert [text[a:b] for a, b in sentence_spans(text)] == expected

@@ -308,9 +308,13 @@ def _load_pdf(path: Path) -> LoadedDocument:
         pages: list[PageSpan] = []
         runs: list[tuple[float, str]] = []  # (font size, text) for headings_by_size
         offset = 0
-        for number, page in enumerate(reader.pages, start=1):
-            text_of_page = page.extract_text(visitor_text=_sized_runs(runs))
-            page_text = _normalise_newlines(text_of_page or "").strip()
+        page_texts = [
+            _normalise_newlines(page.extract_text(visitor_text=_sized_runs(runs)) or "").strip()
+            for page in reader.pages
+        ]
+        compounds = hyphenated_compounds(page_texts)
+        for number, page_text in enumerate(page_texts, start=1):
+            page_text = join_line_break_hyphens(page_text.translate(LIGATURES), compounds)
             if not page_text:
                 continue
             if parts:
@@ -332,6 +336,40 @@ def _load_pdf(path: Path) -> LoadedDocument:
     title = str(metadata_title).strip() if metadata_title else _title_from_text(text, path.stem)
     headings = located(text, headings_by_size(runs))
     return LoadedDocument(path=path, text=text, title=title[:200], pages=pages, headings=headings)
+
+
+# Typographic ligatures some PDF fonts map to their own code points ("ﬁ" for "fi").
+LIGATURES = str.maketrans(
+    {
+        "\ufb00": "ff",
+        "\ufb01": "fi",
+        "\ufb02": "fl",
+        "\ufb03": "ffi",
+        "\ufb04": "ffl",
+        "\ufb05": "st",
+        "\ufb06": "st",
+    }
+)
+_HYPHEN_BREAK = re.compile(r"([ \t]+)?(?<![\w-])([^\W\d_]+)-\n([^\W\d_]+)")
+_COMPOUND = re.compile(r"[^\W\d_]+-[^\W\d_]+")
+
+
+def hyphenated_compounds(texts: list[str]) -> set[str]:
+    """The hyphenated words written whole on one line somewhere in ``texts``, lowercased."""
+    return {match.group(0).lower() for text in texts for match in _COMPOUND.finditer(text)}
+
+
+def join_line_break_hyphens(text: str, compounds: set[str]) -> str:
+    """Words a PDF hyphenated across a line break, whole again: "the man-\nagement of" becomes
+    "the\nmanagement of" (the word moves to the line it ends on). A compound written hyphenated
+    elsewhere in the document (in ``compounds``: "well-known") keeps its hyphen."""
+
+    def join(match: re.Match[str]) -> str:
+        space, first, second = match.groups()
+        hyphen = "-" if f"{first}-{second}".lower() in compounds else ""
+        return ("\n" if space else "") + f"{first}{hyphen}{second}"
+
+    return _HYPHEN_BREAK.sub(join, text)
 
 
 def _sized_runs(runs: list[tuple[float, str]]) -> Callable[..., None]:

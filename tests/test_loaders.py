@@ -98,6 +98,34 @@ def test_pdf_without_title_uses_first_line(tmp_path: Path, make_pdf) -> None:
     assert document.title == "Heading Line"
 
 
+def test_pdf_words_hyphenated_at_line_ends_are_whole_again(tmp_path: Path, make_pdf) -> None:
+    lines = [
+        "Key Handling",
+        "The library covers the man-",
+        "agement of keys and their rota-",
+        "tion, as a well-known scheme",
+        "does. A well-",
+        "known trick: ISO-",
+        "8601 dates.",
+    ]
+    document = load_file(make_pdf(tmp_path / "keys.pdf", ["\n".join(lines)]))
+    assert "management of keys" in document.text
+    assert "rotation, as" in document.text
+    assert "well-known trick" in document.text  # written hyphenated elsewhere: kept
+    assert "ISO-\n8601" in document.text  # not two words: left alone
+    assert "\n\n" not in document.text  # no paragraph break made up
+
+
+def test_ligatures_and_line_break_hyphens_unit() -> None:
+    from rag.loaders import LIGATURES, hyphenated_compounds, join_line_break_hyphens
+
+    assert "\ufb01rst e\ufb00ort".translate(LIGATURES) == "first effort"
+    text = "an e-mail and an e-\nmail\nthe en-\ncoding, then\nline con-\ntinued here"
+    assert join_line_break_hyphens(text, hyphenated_compounds([text])) == (
+        "an e-mail and an\ne-mail\nthe\nencoding, then\nline\ncontinued here"
+    )
+
+
 def test_docx_paragraphs_tables_and_title(tmp_path: Path, make_docx) -> None:
     path = make_docx(
         tmp_path / "memo.docx",

@@ -395,6 +395,39 @@ def test_direct_answer_leads_the_quote() -> None:
     assert direct_answer(one, [cells]) == "14:00"
 
 
+@pytest.mark.parametrize(
+    ("sentence", "cut", "expected"),
+    [
+        # A short answer cut through inline code or markdown emphasis is shown whole or bare.
+        (
+            "`orjson.dumps()` returns bytes where json.dumps returns a `str` value.",
+            "a `str",
+            "a `str`",
+        ),
+        (
+            "It follows the __[CommonMark spec](https://spec.commonmark.org/)__ closely.",
+            "__[CommonMark spec",
+            "CommonMark spec",
+        ),
+        (
+            "Call `truststore.inject_into_ssl()` once at the start of the program.",
+            "inject_into_ssl",
+            "`truststore.inject_into_ssl()`",
+        ),
+        (
+            "The `__init__` hook of plugins runs first of all the hooks here.",
+            "`__init__`",
+            "`__init__`",
+        ),
+    ],
+)
+def test_direct_answer_keeps_markup_whole(sentence: str, cut: str, expected: str) -> None:
+    chunk = RetrievedChunk("c1", sentence, {"source": "r.md", "start": 0, "title": "R"}, 1.0)
+    start = sentence.index(cut)
+    best = Candidate(5.0, 0, 0, len(sentence), start, start + len(cut))
+    assert direct_answer(best, [chunk]) == expected
+
+
 def test_refusals_do_not_depend_on_unrelated_documents(tmp_path, seed_index: Settings) -> None:
     """Indexing an unrelated document (a bakery's opening hours) changes no seed decision."""
     from rag.evaluation import load_question_set

@@ -25,11 +25,33 @@ def direct_answer(best: Candidate, chunks: list[RetrievedChunk]) -> str:
     block = text[best.start : best.end]
     if len(sentence_spans(block)) > 1 or inside(chunks[best.chunk_index].code, best.start):
         return ""  # several sentences, or code: the quote is the answer
-    span = " ".join(text[best.answer_start : best.answer_end].split()).strip(_EDGE_PUNCTUATION)
+    start, end = whole_code_spans(text, best.answer_start, best.answer_end, best.start, best.end)
+    span = _without_stray_emphasis(" ".join(text[start:end].split()).strip(_EDGE_PUNCTUATION))
     sentence = " ".join(block.split())
     too_long = len(span) > DIRECT_MAX_SHARE * len(sentence) or len(span.split()) > DIRECT_MAX_WORDS
     if not WORD.search(span) or too_long or "|" in span:
         return ""
+    return span
+
+
+def whole_code_spans(text: str, start: int, end: int, lo: int, hi: int) -> tuple[int, int]:
+    """``text[start:end]`` widened to take in whole any `inline code` of ``text[lo:hi]`` (the
+    sentence) it starts or ends inside: "a `str" becomes "a `str`"."""
+    ticks = [i for i in range(lo, hi) if text[i] == "`"]
+    for open_at, close_at in zip(ticks[::2], ticks[1::2], strict=False):
+        if open_at < end and close_at >= start:  # the code span overlaps the answer
+            start, end = min(start, open_at), max(end, close_at + 1)
+    return start, end
+
+
+def _without_stray_emphasis(span: str) -> str:
+    """``span`` without markdown emphasis or link openers left unpaired at its edges, as a
+    cut through "__[CommonMark spec](...)__" leaves them ("__[CommonMark spec")."""
+    for marker in ("**", "__"):
+        if span.count(marker) % 2:
+            span = span.strip(marker[0] + _EDGE_PUNCTUATION)
+    if span.count("[") != span.count("]"):
+        span = span.strip("[]" + _EDGE_PUNCTUATION)
     return span
 
 

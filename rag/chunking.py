@@ -22,8 +22,7 @@ from rag.sections import section_paths, with_section
 # section headings' paths (section, sections), and the section is embedded with the title;
 # 6: a code block's lines are units of their own, and chunks keep their code blocks (code);
 # 7: a line ending in a comma or in a word like "the", "with" or "and" goes on in the next one,
-# dotted initials ("J.S. Bach") end no sentence, and PDF text has its line-break hyphens and
-# ligatures undone (rag.loaders)
+# and PDF text has its line-break hyphens and ligatures undone (rag.loaders)
 CHUNKER_VERSION = "7"
 
 # A boundary after sentence-final punctuation (optionally closed by quotes/brackets) followed
@@ -78,7 +77,6 @@ ABBREVIATIONS = frozenset({
 })
 # fmt: on
 _LAST_WORD = re.compile(r"([^\W\d_][\w.]*)\.$")
-_INITIALS = re.compile(r"(?:[^\W\d_]\.)+[^\W\d_]")  # "J.S.", "L.A.", "W.V." (before the period)
 
 
 def _ends_with_abbreviation(text: str, end: int) -> bool:
@@ -87,7 +85,7 @@ def _ends_with_abbreviation(text: str, end: int) -> bool:
     if match is None:
         return False
     word = match.group(1).lower()
-    return word in ABBREVIATIONS or len(word) == 1 or _INITIALS.fullmatch(word) is not None
+    return word in ABBREVIATIONS or len(word) == 1
 
 
 _LINE_START_BLOCK = re.compile(r"\s*([-*•+>|#]|\d+[.)]\s|[A-Za-z][.)]\s)")

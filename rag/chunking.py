@@ -21,8 +21,9 @@ from rag.sections import section_paths, with_section
 # 4: chunks cut mid-table keep their table's header (table_header); 5: chunks keep their
 # section headings' paths (section, sections), and the section is embedded with the title;
 # 6: a code block's lines are units of their own, and chunks keep their code blocks (code);
-# 7: a line ending in a comma or in a word like "the", "with" or "and" goes on in the next one,
-# and PDF text has its line-break hyphens and ligatures undone (rag.loaders)
+# 7: a line ending in a comma or in a word like "the", "with" or "and" goes on in the next one;
+# PDF text has its line-break hyphens and ligatures undone, HTML its <nav> menus left out
+# (rag.loaders)
 CHUNKER_VERSION = "7"
 
 # A boundary after sentence-final punctuation (optionally closed by quotes/brackets) followed

@@ -239,12 +239,21 @@ _BLOCK_TAGS = (
 )  # fmt: skip
 
 
+def _page_chrome(soup: Any) -> list[Any]:
+    """A saved web page's navigation: ``<nav>`` and ``role="navigation"`` elements (menus,
+    "previous / next topic"), HTML5's own meaning of them. Headers and footers stay: a site's
+    footer can hold what a reader asks about (an address, "fares include VAT")."""
+    return soup.find_all("nav") + soup.find_all(attrs={"role": "navigation"})
+
+
 def _load_html(path: Path) -> LoadedDocument:
     from bs4 import BeautifulSoup
 
     markup = decode_text(path.read_bytes())
     soup = BeautifulSoup(markup, "lxml")
     for tag in soup(["script", "style", "noscript", "template", "svg", "iframe", "object"]):
+        tag.decompose()
+    for tag in _page_chrome(soup):
         tag.decompose()
     title_tag = soup.find("title")
     heading = soup.find("h1")

@@ -69,6 +69,25 @@ def test_html_drops_scripts_and_keeps_blocks(tmp_path: Path, suffix: str) -> Non
     assert "Page & Title" not in document.text  # the <title> is metadata, not body text
 
 
+def test_html_navigation_is_left_out(tmp_path: Path) -> None:
+    path = tmp_path / "docs.html"
+    path.write_text(
+        "<html><body><header><a href='/'>Acme Docs</a> Search Sign in</header>"
+        "<nav><ul><li>Home</li><li>Pricing</li></ul></nav>"
+        "<div role='navigation'>Previous topic Next topic</div>"
+        "<main><article><header><h1>Refunds</h1><p>Updated May 2026</p></header>"
+        "<p>Refunds are paid within 14 days.</p><footer>Written by the billing team.</footer>"
+        "</article></main><footer>Copyright Acme 2026 Privacy Terms</footer></body></html>",
+        "utf-8",
+    )
+    document = load_file(path)
+    for chrome in ("Pricing", "Previous topic"):
+        assert chrome not in document.text
+    for content in ("Refunds", "Updated May 2026", "paid within 14 days", "Copyright Acme"):
+        assert content in document.text
+    assert document.title == "Refunds"
+
+
 def test_html_title_falls_back_to_h1(tmp_path: Path) -> None:
     path = tmp_path / "x.html"
     path.write_text("<body><h1>Only Heading</h1><p>text</p></body>", "utf-8")

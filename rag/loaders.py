@@ -323,7 +323,7 @@ def _load_pdf(path: Path) -> LoadedDocument:
         ]
         compounds = hyphenated_compounds(page_texts)
         for number, page_text in enumerate(page_texts, start=1):
-            page_text = join_line_break_hyphens(page_text.translate(LIGATURES), compounds)
+            page_text = join_line_break_hyphens(page_text, compounds).translate(PDF_CHARACTERS)
             if not page_text:
                 continue
             if parts:
@@ -347,9 +347,11 @@ def _load_pdf(path: Path) -> LoadedDocument:
     return LoadedDocument(path=path, text=text, title=title[:200], pages=pages, headings=headings)
 
 
-# Typographic ligatures some PDF fonts map to their own code points ("ﬁ" for "fi").
-LIGATURES = str.maketrans(
+# Typographic ligatures some PDF fonts map to their own code points ("ﬁ" for "fi"), and soft
+# hyphens (invisible, they split a word for search).
+PDF_CHARACTERS = str.maketrans(
     {
+        "\u00ad": "",
         "\ufb00": "ff",
         "\ufb01": "fi",
         "\ufb02": "fl",
@@ -359,7 +361,7 @@ LIGATURES = str.maketrans(
         "\ufb06": "st",
     }
 )
-_HYPHEN_BREAK = re.compile(r"([ \t]+)?(?<![\w-])([^\W\d_]+)-\n([^\W\d_]+)")
+_HYPHEN_BREAK = re.compile(r"([ \t]+)?(?<![\w-])([^\W\d_]+)([-\u2010\u00ad])\n([^\W\d_]+)")
 _COMPOUND = re.compile(r"[^\W\d_]+-[^\W\d_]+")
 
 
@@ -371,11 +373,13 @@ def hyphenated_compounds(texts: list[str]) -> set[str]:
 def join_line_break_hyphens(text: str, compounds: set[str]) -> str:
     """Words a PDF hyphenated across a line break, whole again: "the man-\nagement of" becomes
     "the\nmanagement of" (the word moves to the line it ends on). A compound written hyphenated
-    elsewhere in the document (in ``compounds``: "well-known") keeps its hyphen."""
+    elsewhere in the document (in ``compounds``: "well-known") keeps its hyphen; a soft hyphen
+    (U+00AD) never does."""
 
     def join(match: re.Match[str]) -> str:
-        space, first, second = match.groups()
-        hyphen = "-" if f"{first}-{second}".lower() in compounds else ""
+        space, first, mark, second = match.groups()
+        kept = mark != "\u00ad" and f"{first}-{second}".lower() in compounds  # soft: never kept
+        hyphen = "-" if kept else ""
         return ("\n" if space else "") + f"{first}{hyphen}{second}"
 
     return _HYPHEN_BREAK.sub(join, text)

@@ -136,9 +136,14 @@ def test_pdf_words_hyphenated_at_line_ends_are_whole_again(tmp_path: Path, make_
 
 
 def test_ligatures_and_line_break_hyphens_unit() -> None:
-    from rag.loaders import LIGATURES, hyphenated_compounds, join_line_break_hyphens
+    from rag.loaders import PDF_CHARACTERS, hyphenated_compounds, join_line_break_hyphens
 
-    assert "\ufb01rst e\ufb00ort".translate(LIGATURES) == "first effort"
+    assert (
+        "\ufb01rst e\ufb00ort in\u00advisible".translate(PDF_CHARACTERS) == "first effort invisible"
+    )
+    assert join_line_break_hyphens("soft\u00ad\nhyphen and hard\u2010\nhyphen", set()) == (
+        "softhyphen and\nhardhyphen"
+    )
     text = "an e-mail and an e-\nmail\nthe en-\ncoding, then\nline con-\ntinued here"
     assert join_line_break_hyphens(text, hyphenated_compounds([text])) == (
         "an e-mail and an\ne-mail\nthe\nencoding, then\nline\ncontinued here"

@@ -25,7 +25,7 @@ def direct_answer(best: Candidate, chunks: list[RetrievedChunk]) -> str:
     block = text[best.start : best.end]
     if len(sentence_spans(block)) > 1 or inside(chunks[best.chunk_index].code, best.start):
         return ""  # several sentences, or code: the quote is the answer
-    start, end = whole_code_spans(text, best.answer_start, best.answer_end, best.start, best.end)
+    start, end = _whole_code_spans(text, best.answer_start, best.answer_end, best.start, best.end)
     span = _without_stray_emphasis(" ".join(text[start:end].split()).strip(_EDGE_PUNCTUATION))
     sentence = " ".join(block.split())
     too_long = len(span) > DIRECT_MAX_SHARE * len(sentence) or len(span.split()) > DIRECT_MAX_WORDS
@@ -34,7 +34,7 @@ def direct_answer(best: Candidate, chunks: list[RetrievedChunk]) -> str:
     return span
 
 
-def whole_code_spans(text: str, start: int, end: int, lo: int, hi: int) -> tuple[int, int]:
+def _whole_code_spans(text: str, start: int, end: int, lo: int, hi: int) -> tuple[int, int]:
     """``text[start:end]`` widened to take in whole any `inline code` of ``text[lo:hi]`` (the
     sentence) it starts or ends inside: "a `str" becomes "a `str`"."""
     ticks = [i for i in range(lo, hi) if text[i] == "`"]

@@ -23,8 +23,9 @@ from rag.sections import section_paths, with_section
 # 6: a code block's lines are units of their own, and chunks keep their code blocks (code);
 # 7: a line ending in a comma or in a word like "the", "with" or "and" goes on in the next one;
 # PDF text has its line-break hyphens and ligatures undone, HTML its <nav> menus left out
-# (rag.loaders)
-CHUNKER_VERSION = "7"
+# (rag.loaders); 8: plain-text files have section headings where a title is underlined
+# ("Usage\n-----", rag.sections.underlined_headings)
+CHUNKER_VERSION = "8"
 
 # A boundary after sentence-final punctuation (optionally closed by quotes/brackets) followed
 # by whitespace, or at any line break.

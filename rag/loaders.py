@@ -19,7 +19,13 @@ from typing import Any
 
 from rag.codeblocks import PRE_CLOSE, PRE_OPEN, fenced_blocks, take_pre_markers
 from rag.config import RagError
-from rag.sections import Heading, headings_by_size, located, markdown_headings
+from rag.sections import (
+    Heading,
+    headings_by_size,
+    located,
+    markdown_headings,
+    underlined_headings,
+)
 
 SUPPORTED_EXTENSIONS = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx")
 
@@ -210,10 +216,15 @@ def _title_from_text(text: str, fallback: str) -> str:
 
 def _load_text(path: Path) -> LoadedDocument:
     text = decode_text(path.read_bytes())
+    headings = underlined_headings(text)  # "Installation\n============", as manuals write them
+    # The first heading is the title when nothing but its overline comes before it.
+    first = headings[0] if headings and not re.search(r"\w", text[: headings[0].start]) else None
+    title = first.text[:200] if first else _title_from_text(text, path.stem)
     return LoadedDocument(
         path=path,
         text=text,
-        title=_title_from_text(text, path.stem),
+        title=title,
+        headings=headings,
         code_blocks=fenced_blocks(text),  # a README.txt fences its code as markdown does
     )
 

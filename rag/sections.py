@@ -4,11 +4,12 @@ A sentence under "## Refuelling" of a fleet guide, or under "## A cappella" of a
 articles, says less on its own than with its section's name, as a Wikipedia sentence says less
 without its article's title (which is what the reader was trained to read it after). The loaders
 record each document's headings (``Heading``: markdown headings outside code fences, HTML
-``h1``-``h6``, Word heading styles, PDF lines set larger than the body text; plain text has
-none that can be told apart from a short line). ``section_paths`` turns them into the path of
-headings in effect after each one ("Fleet guide › Refuelling" minus the document title, which
-is read anyway); the chunker stores the path at a chunk's start and at every heading inside it,
-and ``path_at`` looks one up.
+``h1``-``h6``, Word heading styles, PDF lines set larger than the body text, and in plain text
+titles underlined as reStructuredText and many manuals write them; a plain short line cannot
+be told apart from a heading, so it is not taken for one). ``section_paths`` turns them into the
+path of headings in effect after each one ("Fleet guide › Refuelling" minus the document title,
+which is read anyway); the chunker stores the path at a chunk's start and at every heading
+inside it, and ``path_at`` looks one up.
 
 This module depends on nothing else of ours; loaders and chunking import it.
 """
@@ -72,6 +73,69 @@ def markdown_headings(text: str) -> list[Heading]:
         elif bare.strip() and opens and not _NOT_HEADING.match(bare):
             candidate = (start, bare.strip())
     return headings
+
+
+# A reStructuredText section adornment: one punctuation character repeated (3 or more).
+_ADORNMENT = re.compile(r"^([!-/:-@\[-`{-~])\1{2,}[ \t]*$")
+MAX_UNDERLINED = 100  # characters; a longer line over an adornment is not a title
+
+
+def underlined_headings(text: str) -> list[Heading]:
+    """The headings of plain ``text`` written as reStructuredText and many plain-text manuals
+    write them: a one-line paragraph underlined (optionally also overlined) with one punctuation
+    character repeated at least half the title's length ("Installation\n============"). As in
+    reStructuredText, each adornment style (character, with or without an overline) takes the
+    next level the first time it appears. Lines inside markdown code fences are not looked at,
+    nor are indented ones (code or quotes), so a separator line under a paragraph's last line
+    is not taken for a heading (the title must follow a blank line or an overline)."""
+    lines = text.splitlines(keepends=True)
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line))
+    bare = [line.rstrip("\r\n") for line in lines]
+    code = _fenced_lines(bare)
+    styles: list[tuple[str, bool]] = []
+    headings: list[Heading] = []
+    for i in range(1, len(bare)):
+        underline = _ADORNMENT.match(bare[i])
+        title = bare[i - 1]
+        if not underline or i - 1 in code or i in code:
+            continue
+        heading = title.strip()
+        if (
+            not heading
+            or title[:1].isspace()
+            or len(heading) > MAX_UNDERLINED
+            or _ADORNMENT.match(title)
+            or not re.search(r"\w", heading)
+            or len(bare[i].strip()) < len(heading) / 2
+        ):
+            continue
+        over = i >= 2 and bare[i - 2].strip() == bare[i].strip()
+        opener = i - 3 if over else i - 2
+        if opener >= 0 and bare[opener].strip():
+            continue  # not a paragraph of its own
+        style = (underline.group(1), over)
+        if style not in styles:
+            styles.append(style)
+        headings.append(Heading(starts[i - 1], min(styles.index(style) + 1, 6), heading))
+    return headings
+
+
+def _fenced_lines(lines: Sequence[str]) -> set[int]:
+    """Indexes of the lines inside (or opening or closing) markdown code fences."""
+    inside: set[int] = set()
+    fence = ""
+    for index, line in enumerate(lines):
+        opening = _FENCE.match(line)
+        if fence:
+            inside.add(index)
+            if opening and opening.group(1)[0] == fence[0] and len(opening.group(1)) >= len(fence):
+                fence = ""
+        elif opening:
+            fence = opening.group(1)
+            inside.add(index)
+    return inside
 
 
 def located(text: str, found: Iterable[tuple[int, str]]) -> list[Heading]:

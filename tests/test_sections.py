@@ -8,7 +8,14 @@ from pathlib import Path
 from rag.chunking import chunk_document, search_text
 from rag.loaders import load_file
 from rag.retrieval import RetrievedChunk
-from rag.sections import Heading, located, markdown_headings, path_at, section_paths
+from rag.sections import (
+    Heading,
+    located,
+    markdown_headings,
+    path_at,
+    section_paths,
+    underlined_headings,
+)
 
 GUIDE = (
     "# Fleet guide\n\n"
@@ -88,6 +95,57 @@ def test_html_and_docx_headings_point_at_their_lines(tmp_path: Path, make_docx) 
     assert [(h.level, h.text) for h in memo.headings] == [(1, "Crew memo")]
     assert memo.text[memo.headings[0].start :].startswith("Crew memo")
     assert located("a\nTitle\nb\n", [(1, "Title"), (2, "missing")]) == [Heading(2, 1, "Title")]
+
+
+MANUAL = (
+    "=============\nFerry manual\n=============\n\n"
+    "Issued by the operations office.\n\n"
+    "Refuelling\n==========\n\n"
+    "Fuel is taken on at Port Ederly only. The master signs the\nfuel docket.\n"
+    "----------------------------------------\n\n"
+    "Spills\n------\n\nReport a spill to the harbour master at once.\n\n"
+    "    Indented code\n    -------------\n\n"
+    "```\nnot a title\n-----------\n```\n\n"
+    "A long line that is a paragraph, not a title\n---\n\n"
+    "Daily checks\n============\n\nCheck the bilge alarms every morning.\n"
+)
+
+
+def test_plain_text_titles_are_underlined_paragraphs() -> None:
+    headings = underlined_headings(MANUAL)
+    assert [(h.level, h.text) for h in headings] == [
+        (1, "Ferry manual"),  # over- and underlined: its own style, first seen, level 1
+        (2, "Refuelling"),
+        (3, "Spills"),
+        (2, "Daily checks"),
+    ]
+    assert [MANUAL[h.start :].split("\n")[0] for h in headings] == [h.text for h in headings]
+    # A rule under a paragraph, indented text, fenced code and short underlines are not titles.
+    assert underlined_headings("Some text\nmore text\n-----\n") == []
+    assert underlined_headings("A title that is rather long\n---\n") == []
+    assert underlined_headings("") == []
+
+
+def test_plain_text_files_keep_their_underlined_sections(tmp_path: Path) -> None:
+    path = tmp_path / "manual.txt"
+    path.write_text(MANUAL, encoding="utf-8")
+    document = load_file(path)
+    assert document.title == "Ferry manual"  # not its overline
+    (chunk,) = chunk_document(document, "manual.txt", "k", 2000, 100)
+    at = chunk.text.index("Report a spill")
+    retrieved = RetrievedChunk(
+        chunk.id,
+        chunk.text,
+        {"title": chunk.title, "sections": json.dumps(chunk.sections), "start": 0},
+        1.0,
+    )
+    assert retrieved.heading_at(at) == "Ferry manual › Refuelling › Spills"
+    assert retrieved.heading_at(chunk.text.index("Check the bilge")) == (
+        "Ferry manual › Daily checks"
+    )
+    plain = tmp_path / "notes.txt"
+    plain.write_text("Shopping list\n\nEggs and milk.\n", encoding="utf-8")
+    assert load_file(plain).headings == [] and load_file(plain).title == "Shopping list"
 
 
 def test_chunks_keep_their_sections(tmp_path: Path) -> None:

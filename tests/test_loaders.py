@@ -94,6 +94,79 @@ def test_html_title_falls_back_to_h1(tmp_path: Path) -> None:
     assert load_file(path).title == "Only Heading"
 
 
+RST = """\
+=========
+Ferrytool
+=========
+
+Ferrytool books crossings. See :func:`ferrytool.book` and
+:class:`Booking <ferrytool.Booking>`, or :meth:`~ferrytool.Booking.cancel`.
+
+Installation
+============
+
+Install it with pip::
+
+    pip install ferrytool
+
+.. code-block:: python
+   :linenos:
+
+   import ferrytool
+   ferrytool.book("Port Ederly")
+
+Fares
+-----
+
++----------+-------+
+| Ticket   | Price |
++==========+=======+
+| Single   | 4.20  |
++----------+-------+
+
+.. note:: Fares include VAT.
+
+.. include:: /etc/passwd
+
+.. raw:: html
+
+   <script>alert(1)</script>
+
+.. autofunction:: ferrytool.book
+"""
+
+
+def test_restructuredtext_is_read_as_its_reader_sees_it(tmp_path: Path) -> None:
+    path = tmp_path / "README.rst"
+    path.write_text(RST, encoding="utf-8")
+    document = load_file(path)
+    assert document.title == "Ferrytool"
+    assert [(h.level, h.text) for h in document.headings] == [
+        (1, "Ferrytool"),
+        (2, "Installation"),
+        (3, "Fares"),
+    ]
+    text = document.text
+    # Sphinx roles read as names, links as their text; no underlines or markup left.
+    assert "See ferrytool.book and\nBooking, or cancel." in text
+    assert "====" not in text and "::" not in text and ":func:" not in text
+    # Literal blocks and code-block directives (with options docutils alone rejects) are code.
+    codes = [text[a:b] for a, b in document.code_blocks]
+    assert codes == ["pip install ferrytool", 'import ferrytool\nferrytool.book("Port Ederly")']
+    assert "Ticket | Price" in text and "Single | 4.20" in text  # a table row per line
+    assert "Fares include VAT." in text
+    # Nothing is read from elsewhere on the machine, and raw HTML is not passed through.
+    assert "root:" not in text and "alert" not in text and "passwd" not in text
+
+
+def test_restructuredtext_without_title_uses_the_file_name(tmp_path: Path) -> None:
+    path = tmp_path / "notes.rst"
+    path.write_text("Just a paragraph with *emphasis* and ``code``.\n", encoding="utf-8")
+    document = load_file(path)
+    assert document.title == "notes"
+    assert document.text == "Just a paragraph with emphasis and code."
+
+
 def test_pdf_pages_are_one_based_and_blank_pages_counted(tmp_path: Path, make_pdf) -> None:
     path = make_pdf(
         tmp_path / "report.pdf",

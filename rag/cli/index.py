@@ -42,7 +42,7 @@ def ingest(
     chunk_size: int | None,
     chunk_overlap: int | None,
 ) -> None:
-    """Index files and folders (txt, md, html, pdf, docx), incrementally."""
+    """Index files and folders (txt, md, rst, html, pdf, docx), incrementally."""
     from rag.ingest import ingest as run_ingest
 
     settings = settings_for(

@@ -24,7 +24,8 @@ from rag.sections import section_paths, with_section
 # 7: a line ending in a comma or in a word like "the", "with" or "and" goes on in the next one;
 # PDF text has its line-break hyphens and ligatures undone, HTML its <nav> menus left out
 # (rag.loaders); 8: plain-text files have section headings where a title is underlined
-# ("Usage\n-----", rag.sections.underlined_headings)
+# ("Usage\n-----", rag.sections.underlined_headings); markdown titles and headings are plain
+# text (badges, links, HTML and code marks removed; a title is never a code comment)
 CHUNKER_VERSION = "8"
 
 # A boundary after sentence-final punctuation (optionally closed by quotes/brackets) followed

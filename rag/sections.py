@@ -40,9 +40,43 @@ class Heading:
     text: str
 
 
+# Inline markup a heading or title is read without (rag.sections.plain_heading).
+_IMAGE = re.compile(r"!\[[^\]]*\](?:\([^)]*\)|\[[^\]]*\])?")
+_LINK = re.compile(r"\[([^\]]*)\](?:\([^)]*\)|\[[^\]]*\])?")
+_TAG = re.compile(r"</?[A-Za-z][^>]*>")
+_STRONG = re.compile(r"(?<![\w.])(\*\*|__)(?=\S)(.+?)(?<=\S)\1(?![\w.])")
+_EMPHASIS = re.compile(r"(?<![\w*.])([*_])(?=[^\s*_])(.+?)(?<=[^\s*_])\1(?![\w*.])")
+
+
+def plain_heading(text: str) -> str:
+    """A markdown heading (or title) as a reader reads it: images (badges) dropped, links as
+    their text, HTML tags, emphasis and code marks removed ("Controls [![Build](https://…)](…)"
+    is "Controls"; "`watch` Usage" is "watch Usage"). Underscores inside words stay."""
+    text = _LINK.sub(r"\1", _IMAGE.sub(" ", text))
+    text = _EMPHASIS.sub(r"\2", _STRONG.sub(r"\2", _TAG.sub(" ", text)))
+    return _SPACE.sub(" ", text.replace("`", "")).strip()
+
+
+def markdown_title(text: str, headings: Sequence[Heading]) -> str:
+    """The title of markdown ``text``: its first level-1 heading, else its first line outside
+    code with words in it once markup is removed (a README that opens with an HTML logo block
+    and badges), else ""."""
+    for heading in headings:
+        if heading.level == 1:
+            return heading.text
+    lines = text.splitlines()
+    code = _fenced_lines(lines)
+    for index, line in enumerate(lines):
+        plain = plain_heading(line.strip().lstrip("#"))
+        if index not in code and re.search(r"\w", plain) and not _SETEXT.match(line):
+            return plain
+    return ""
+
+
 def markdown_headings(text: str) -> list[Heading]:
     """The headings of markdown ``text`` outside fenced code: ATX (``#`` to ``######``) and
-    setext (a one-line paragraph underlined with ``===``, level 1, or ``---``, level 2)."""
+    setext (a one-line paragraph underlined with ``===``, level 1, or ``---``, level 2), as
+    plain text (``plain_heading``; one with nothing left, a row of badges, is none)."""
     headings: list[Heading] = []
     fence = ""
     offset = 0
@@ -64,12 +98,13 @@ def markdown_headings(text: str) -> list[Heading]:
         underline = _SETEXT.match(bare)
         if underline and previous is not None:
             level = 1 if underline.group(1)[0] == "=" else 2
-            headings.append(Heading(previous[0], level, previous[1]))
+            if plain_heading(previous[1]):
+                headings.append(Heading(previous[0], level, plain_heading(previous[1])))
             continue
         match = _ATX.match(bare)
         if match:
-            if match.group(2).strip():
-                headings.append(Heading(start, len(match.group(1)), match.group(2).strip()))
+            if plain_heading(match.group(2)):
+                headings.append(Heading(start, len(match.group(1)), plain_heading(match.group(2))))
         elif bare.strip() and opens and not _NOT_HEADING.match(bare):
             candidate = (start, bare.strip())
     return headings

@@ -12,7 +12,9 @@ from rag.sections import (
     Heading,
     located,
     markdown_headings,
+    markdown_title,
     path_at,
+    plain_heading,
     section_paths,
     underlined_headings,
 )
@@ -95,6 +97,37 @@ def test_html_and_docx_headings_point_at_their_lines(tmp_path: Path, make_docx) 
     assert [(h.level, h.text) for h in memo.headings] == [(1, "Crew memo")]
     assert memo.text[memo.headings[0].start :].startswith("Crew memo")
     assert located("a\nTitle\nb\n", [(1, "Title"), (2, "missing")]) == [Heading(2, 1, "Title")]
+
+
+GITHUB_README = (
+    '<p align="center">\n  <a href="https://x.dev"><img src="logo.svg" alt="Logo"></a>\n</p>\n'
+    "```bash\n# Install it first\npip install ferry\n```\n\n"
+    "# Ferry [![Build](https://ci.example/badge.svg)](https://ci.example) [![PyPI][pypi]][1]\n\n"
+    "## `book` Usage\n\nBook a crossing.\n\n"
+    "## [1.2.0] - 2026-10-01\n\n"
+    "## **Typer**, the *FastAPI* of CLIs\n\n"
+    "## __init__.py and snake_case_names\n\n"
+    "## [![Coverage](https://cov.example/badge.svg)](https://cov.example)\n\n"
+    '<div id="x"> Semantics of limits </div>\n==========\n'
+)
+
+
+def test_markdown_headings_and_titles_are_plain_text() -> None:
+    headings = markdown_headings(GITHUB_README)
+    assert [h.text for h in headings] == [
+        "Ferry",
+        "book Usage",
+        "1.2.0 - 2026-10-01",
+        "Typer, the FastAPI of CLIs",
+        "__init__.py and snake_case_names",
+        "Semantics of limits",
+    ]  # a heading of badges only is none; a code comment is no title
+    assert markdown_title(GITHUB_README, headings) == "Ferry"
+    opening_with_logo = GITHUB_README.split("```")[0] + "<em>Ferry, crossings made easy</em>\n"
+    assert markdown_title(opening_with_logo, []) == "Ferry, crossings made easy"
+    assert markdown_title("```\n# comment\n```\n", []) == ""
+    badged = "Controls [![Build](https://b.svg)](https://ci) and [docs](https://d)"
+    assert plain_heading(badged) == "Controls and docs"
 
 
 MANUAL = (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rag.codeblocks import fenced_blocks
 from rag.loaders.document import LoadedDocument, LoaderError
-from rag.sections import markdown_headings, underlined_headings
+from rag.sections import markdown_headings, markdown_title, underlined_headings
 
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),
@@ -92,12 +92,11 @@ def load_text(path: Path) -> LoadedDocument:
 
 def load_markdown(path: Path) -> LoadedDocument:
     text = decode_text(path.read_bytes())
-    heading = re.search(r"^\s{0,3}#\s+(.+?)\s*#*\s*$", text, flags=re.MULTILINE)
-    title = heading.group(1).strip()[:200] if heading else title_from_text(text, path.stem)
+    headings = markdown_headings(text)
     return LoadedDocument(
         path=path,
         text=text,
-        title=title,
-        headings=markdown_headings(text),
+        title=markdown_title(text, headings)[:200] or path.stem,
+        headings=headings,
         code_blocks=fenced_blocks(text),
     )

@@ -121,6 +121,16 @@ eval-gate: heldout
 	  --json $(GATE)/readmes-test-chats.json \
 	  --fail-under answer_accuracy=0.66,refusal_accuracy=0.30,citation_accuracy=0.72 \
 	  --fail-over false_refusal_rate=0.09,uncited_sentence_rate=0
+	$(RAG) ingest evals/corpora/readmes-rst/validation --index $(GATE)/readmes-rst-validation >/dev/null
+	$(RAG) eval evals/readmes-rst-validation.yaml --index $(GATE)/readmes-rst-validation \
+	  --json $(GATE)/readmes-rst-validation.json \
+	  --fail-under answer_accuracy=0.56,refusal_accuracy=0.21,citation_accuracy=0.74 \
+	  --fail-over false_refusal_rate=0.13,uncited_sentence_rate=0
+	$(RAG) ingest evals/corpora/readmes-rst/test --index $(GATE)/readmes-rst-test >/dev/null
+	$(RAG) eval evals/readmes-rst-test.yaml --index $(GATE)/readmes-rst-test \
+	  --json $(GATE)/readmes-rst-test.json \
+	  --fail-under answer_accuracy=0.50,refusal_accuracy=0.46,citation_accuracy=0.64 \
+	  --fail-over false_refusal_rate=0.13,uncited_sentence_rate=0
 
 clean:
 	rm -rf $(VENV) index/* data reports .pytest_cache .ruff_cache

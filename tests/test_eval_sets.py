@@ -29,6 +29,7 @@ from rag.loaders import LoadedDocument, load_file
 ROOT = Path(__file__).resolve().parent.parent
 HANDBOOK = ROOT / "evals" / "corpora" / "handbook"
 READMES = ROOT / "evals" / "corpora" / "readmes"
+READMES_RST = ROOT / "evals" / "corpora" / "readmes-rst"
 
 # question set -> the folder its documents come from
 SETS: dict[str, Path] = {
@@ -37,6 +38,8 @@ SETS: dict[str, Path] = {
     "readmes-validation.yaml": READMES / "validation",
     "readmes-test.yaml": READMES / "test",
     "readmes-followups-validation.yaml": READMES / "validation",
+    "readmes-rst-validation.yaml": READMES_RST / "validation",
+    "readmes-rst-test.yaml": READMES_RST / "test",
 }
 # Sets that also hold conversations (follow-up questions); the README sets are single questions.
 WITH_CONVERSATIONS = {"seed.yaml", "handbook.yaml", "readmes-followups-validation.yaml"}
@@ -209,3 +212,22 @@ def test_readme_sets_have_the_intended_mix() -> None:
         assert sources == {p.name for p in _corpus_files(READMES / folder)}
         for source in sources:
             assert (READMES / "LICENSES" / source.replace(".md", ".txt")).is_file(), source
+
+
+def test_restructuredtext_readme_sets_have_the_intended_mix() -> None:
+    """Both reStructuredText README splits: how-to and prose questions, near misses, every
+    README asked about, no package in both splits, every README's licence shipped beside it."""
+    validation, test = (set(_corpus_files(READMES_RST / split)) for split in ("validation", "test"))
+    assert {p.name for p in validation}.isdisjoint({p.name for p in test})
+    for name, folder in (
+        ("readmes-rst-validation.yaml", "validation"),
+        ("readmes-rst-test.yaml", "test"),
+    ):
+        items = _items(name)
+        kinds = [item.case.note for item in items if item.case.answerable]
+        assert kinds.count("how-to") >= 14 and kinds.count("prose") >= 14
+        assert sum(not item.case.answerable for item in items) >= 7
+        sources = {item.case.source for item in items if item.case.source}
+        assert sources == {p.name for p in _corpus_files(READMES_RST / folder)}
+        for source in sources:
+            assert (READMES_RST / "LICENSES" / source.replace(".rst", ".txt")).is_file(), source

@@ -69,6 +69,19 @@ def test_html_drops_scripts_and_keeps_blocks(tmp_path: Path, suffix: str) -> Non
     assert "Page & Title" not in document.text  # the <title> is metadata, not body text
 
 
+def test_html_code_keeps_its_indentation(tmp_path: Path) -> None:
+    path = tmp_path / "page.html"
+    path.write_text(
+        "<html><body><p>Loop   over\n   ports:</p>"
+        "<pre>\n    for port in ports:\n        book(port)\n\n</pre></body></html>",
+        encoding="utf-8",
+    )
+    document = load_file(path)
+    assert document.text == "Loop over\nports:\n\nfor port in ports:\n    book(port)"
+    ((start, end),) = document.code_blocks
+    assert document.text[start:end] == "for port in ports:\n    book(port)"
+
+
 def test_html_navigation_is_left_out(tmp_path: Path) -> None:
     path = tmp_path / "docs.html"
     path.write_text(
@@ -113,7 +126,8 @@ Install it with pip::
    :linenos:
 
    import ferrytool
-   ferrytool.book("Port Ederly")
+   for port in ferrytool.ports():
+       ferrytool.book(port)
 
 Fares
 -----
@@ -152,7 +166,10 @@ def test_restructuredtext_is_read_as_its_reader_sees_it(tmp_path: Path) -> None:
     assert "====" not in text and "::" not in text and ":func:" not in text
     # Literal blocks and code-block directives (with options docutils alone rejects) are code.
     codes = [text[a:b] for a, b in document.code_blocks]
-    assert codes == ["pip install ferrytool", 'import ferrytool\nferrytool.book("Port Ederly")']
+    assert codes == [  # indentation kept: Python's is its syntax
+        "pip install ferrytool",
+        "import ferrytool\nfor port in ferrytool.ports():\n    ferrytool.book(port)",
+    ]
     assert "Ticket | Price" in text and "Single | 4.20" in text  # a table row per line
     assert "Fares include VAT." in text
     # Nothing is read from elsewhere on the machine, and raw HTML is not passed through.
@@ -164,6 +181,10 @@ def test_restructuredtext_without_title_uses_the_file_name(tmp_path: Path) -> No
     path.write_text("Just a paragraph with *emphasis* and ``code``.\n", encoding="utf-8")
     document = load_file(path)
     assert document.title == "notes"
+    path.write_text("``rpds.py``\n===========\n\nPersistent data structures.\n", encoding="utf-8")
+    assert load_file(path).title == "rpds.py"  # the title's markup is not part of it
+    path.write_text("Just a paragraph with *emphasis* and ``code``.\n", encoding="utf-8")
+    document = load_file(path)
     assert document.text == "Just a paragraph with emphasis and code."
 
 

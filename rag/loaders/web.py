@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -71,10 +72,10 @@ def _html_document(path: Path, markup: str, title: str = "") -> LoadedDocument:
         tag.insert_before("\n")
         tag.insert_after("\n")
     body = soup.body or soup
-    text = body.get_text()
-    lines = [re.sub(r"[ \t\u00a0]+", " ", line).strip() for line in text.splitlines()]
-    text = "\n".join(lines)
-    text = re.sub(f"{PRE_OPEN}\n+", PRE_OPEN, re.sub(f"\n+{PRE_CLOSE}", PRE_CLOSE, text))
+    text = "".join(
+        _code_lines(part) if part.startswith(PRE_OPEN) else _prose_lines(part)
+        for part in re.split(f"({PRE_OPEN}.*?{PRE_CLOSE})", body.get_text(), flags=re.DOTALL)
+    )
     text, code_blocks = take_pre_markers(re.sub(r"\n{3,}", "\n\n", text).strip())
     return LoadedDocument(
         path=path,
@@ -83,6 +84,23 @@ def _html_document(path: Path, markup: str, title: str = "") -> LoadedDocument:
         headings=located(text, found),
         code_blocks=code_blocks,
     )
+
+
+def _prose_lines(text: str) -> str:
+    """Text outside code: each line's runs of spaces made one, the line stripped."""
+    return "\n".join(re.sub(r"[ \t\u00a0]+", " ", line).strip() for line in text.split("\n"))
+
+
+def _code_lines(block: str) -> str:
+    """A marked code block's text with its indentation (Python's is its syntax), dedented as a
+    whole, without trailing spaces or blank lines at either end."""
+    code = block[len(PRE_OPEN) : -len(PRE_CLOSE)].replace("\u00a0", " ").expandtabs(4)
+    lines = textwrap.dedent(code).split("\n")
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return PRE_OPEN + "\n".join(line.rstrip() for line in lines) + PRE_CLOSE
 
 
 # reStructuredText --------------------------------------------------------------------------
@@ -120,7 +138,14 @@ def load_rst(path: Path) -> LoadedDocument:
         piece if piece.startswith("<pre") else _SPHINX_ROLE.sub(_role_text, piece)
         for piece in _PRE.split(parts["html_body"])
     )
-    return _html_document(path, markup, title=" ".join(parts["title"].split()))
+    return _html_document(path, markup, title=_text_of(parts["title"]))
+
+
+def _text_of(fragment: str) -> str:
+    """The text of an HTML fragment (docutils' title of ``rpds.py`` is a <span>)."""
+    from bs4 import BeautifulSoup
+
+    return " ".join(BeautifulSoup(fragment, "lxml").get_text(" ").split()) if fragment else ""
 
 
 def _role_text(match: re.Match) -> str:

@@ -93,7 +93,8 @@ def test_loaders_record_code_blocks(tmp_path: Path) -> None:
     )
     html = load_file(page)
     assert PRE_OPEN not in html.text and PRE_CLOSE not in html.text
-    assert [html.text[a:b] for a, b in html.code_blocks] == ["pip install tool\ntool init"]
+    # indentation kept (dedented as a block)
+    assert [html.text[a:b] for a, b in html.code_blocks] == ["pip install tool\n  tool init"]
     assert "Install it:\n\npip install tool" in html.text
 
 

@@ -33,6 +33,7 @@ PASSAGE_MAX_LENGTH = 320  # question + title + passage (a 1,000-character chunk:
 MAX_ANSWER_TOKENS = 30
 BATCH_SIZE = 4  # candidates per model call, grouped by length (less padding; 4: 6 % faster than 8)
 TITLE_SEPARATOR = " | "
+NO_ROOM = -1e4  # the score of a sentence truncation left no token of in the reader's input
 RESTORE_HINT = (
     "run `make train-reader` to rebuild it, or restore the shipped one "
     "(git checkout rag/models/reader, or reinstall the project)"
@@ -335,7 +336,7 @@ def _best_span(
         ]
     )
     if not allowed.any():
-        return ReaderScore(-1e4, 0, 0)
+        return ReaderScore(NO_ROOM, 0, 0)
     s = np.where(allowed, starts, -1e9)
     e = np.where(allowed, ends, -1e9)
     # Sum of start i and end j with i <= j < i + MAX_ANSWER_TOKENS.

@@ -478,6 +478,32 @@ def test_answer_decision_reads_the_sentence_before(tmp_path, settings: Settings)
     assert not answer.refused and "December 1990" in answer.answer
 
 
+def test_a_sentence_its_context_leaves_no_room_for_keeps_its_own_score(
+    tmp_path, settings: Settings
+) -> None:
+    """Read after a sentence before it too long to share the reader's input, a sentence would
+    be cut to nothing (NO_ROOM) and the question refused; its score read alone stands."""
+    from rag.reader import NO_ROOM, with_context
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    before = "The crew said " + " ".join(["qzx"] * 70) + " again."
+    (docs / "ferry.md").write_text(
+        f"# Ferry\n\n{before}\nThe ferry leaves Port Ederly at 9 am.\n", encoding="utf-8"
+    )
+    assert ingest([docs], settings).ok
+    bot = RAG(settings)
+    question = "When does the ferry leave Port Ederly?"
+    chunks = bot.searcher.search(question).chunks
+    best = bot.rank_sentences(question, chunks)[0]
+    sentence = chunks[best.chunk_index].text[best.start : best.end]
+    assert sentence == "The ferry leaves Port Ederly at 9 am."
+    (cut,) = bot.reader.score(question, [(with_context("Ferry", before), sentence)])
+    assert cut.score == NO_ROOM
+    assert bot.in_context_scores(question, [best], chunks) == [best.reader_score]
+    assert "9 am" in bot.ask(question).answer
+
+
 def test_passage_reader_reads_each_chunk_once(tmp_path, settings: Settings) -> None:
     """A reader trained on passages (reader.json ``"input": "passage"``) ranks every sentence
     of the retrieved chunks from one read of each chunk, and that read, already in context,

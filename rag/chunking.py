@@ -25,7 +25,8 @@ from rag.sections import section_paths, with_section
 # PDF text has its line-break hyphens and ligatures undone, HTML its <nav> menus left out
 # (rag.loaders); 8: plain-text files have section headings where a title is underlined
 # ("Usage\n-----", rag.sections.underlined_headings); markdown titles and headings are plain
-# text (badges, links, HTML and code marks removed; a title is never a code comment)
+# text (badges, links, HTML and code marks removed; a title is never a code comment), and a
+# markdown file's front matter gives its title and is not text
 CHUNKER_VERSION = "8"
 
 # A boundary after sentence-final punctuation (optionally closed by quotes/brackets) followed

@@ -47,6 +47,32 @@ def test_markdown_title_from_first_heading(tmp_path: Path) -> None:
     assert "Body **bold**." in document.text
 
 
+@pytest.mark.parametrize(
+    ("opening", "title"),
+    [
+        ("---\ntitle: Installing Ferry\nnav_order: 2\ntags: [setup]\n---\n", "Installing Ferry"),
+        ('+++\ntitle = "Installing Ferry"\nweight = 2\n+++\n', "Installing Ferry"),
+        ("---\nlayout: page\n---\n", "Install"),  # no title key: the first heading
+    ],
+)
+def test_markdown_front_matter_gives_the_title_and_is_not_text(
+    tmp_path: Path, opening: str, title: str
+) -> None:
+    path = tmp_path / "install.md"
+    path.write_text(opening + "\n# Install\n\nRun `pip install ferry`.\n", encoding="utf-8")
+    document = load_file(path)
+    assert document.title == title
+    assert document.text == "# Install\n\nRun `pip install ferry`.\n"
+    assert [h.text for h in document.headings] == ["Install"]
+
+
+def test_markdown_opening_with_a_rule_keeps_its_text(tmp_path: Path) -> None:
+    path = tmp_path / "notes.md"
+    text = "---\nJust a note between rules.\n---\n\nMore text.\n"
+    path.write_text(text, encoding="utf-8")
+    assert load_file(path).text == text
+
+
 @pytest.mark.parametrize("suffix", [".html", ".htm"])
 def test_html_drops_scripts_and_keeps_blocks(tmp_path: Path, suffix: str) -> None:
     path = tmp_path / f"page{suffix}"

@@ -90,13 +90,42 @@ def load_text(path: Path) -> LoadedDocument:
     )
 
 
+# Front matter: YAML between "---" lines or TOML between "+++" lines, opening the file (Jekyll,
+# Hugo, MkDocs and most static-site generators write their pages' titles there).
+_FRONT_MATTER = re.compile(r"\A(---|\+\+\+)[ \t]*\n(.*?)\n\1[ \t]*(?:\n|\Z)", re.DOTALL)
+
+
+def front_matter(text: str) -> tuple[dict, str]:
+    """(the front matter's keys, the text after it); ({}, text) where there is none or it is
+    not a table of keys (a page opening with a horizontal rule)."""
+    match = _FRONT_MATTER.match(text)
+    if match is None:
+        return {}, text
+    try:
+        if match.group(1) == "---":
+            import yaml
+
+            keys = yaml.safe_load(match.group(2))
+        else:
+            import tomllib
+
+            keys = tomllib.loads(match.group(2))
+    except Exception:  # not YAML or TOML: the text as it is
+        return {}, text
+    if not isinstance(keys, dict):
+        return {}, text
+    return keys, text[match.end() :].lstrip("\n")
+
+
 def load_markdown(path: Path) -> LoadedDocument:
-    text = decode_text(path.read_bytes())
+    keys, text = front_matter(decode_text(path.read_bytes()))
     headings = markdown_headings(text)
+    declared = keys.get("title")
+    title = " ".join(declared.split()) if isinstance(declared, str) else ""
     return LoadedDocument(
         path=path,
         text=text,
-        title=markdown_title(text, headings)[:200] or path.stem,
+        title=(title or markdown_title(text, headings))[:200] or path.stem,
         headings=headings,
         code_blocks=fenced_blocks(text),
     )

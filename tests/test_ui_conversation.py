@@ -144,3 +144,21 @@ def test_regenerate_waits_for_the_running_answer(bot) -> None:
     gate.set()
     list(drain)
     assert conversation.regenerate()
+
+
+def test_regenerate_right_after_the_answer_is_shown(bot) -> None:
+    """The answer is on screen while its drain is still winding up (between its last view and
+    its return): Regenerate works then too, and that same drain answers again. It used to do
+    nothing, and a click on Regenerate at that moment was lost."""
+    conversation = Conversation()
+    conversation.enqueue(QUESTION)
+    drain = conversation.drain(extractive(bot))
+    before = next(drain)
+    while conversation.active or not conversation.turns:
+        before = next(drain)
+    assert conversation.draining and kinds(before)[-2:] == ["rag-answer", "sources"]
+    assert conversation.regenerate()
+    *_, after = drain
+    assert kinds(after) == kinds(before)
+    assert [q for q, _ in conversation.history] == [QUESTION]
+    assert not conversation.draining and not conversation.queued

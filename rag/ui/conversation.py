@@ -130,9 +130,11 @@ class Conversation:
 
     def regenerate(self) -> bool:
         """Ask the last question again in place of its answer; False (nothing done) while an
-        answer is running or questions wait, or before any answer."""
+        answer is running or questions wait, or before any answer. A drain that has shown its
+        last answer but not yet returned answers the question again itself (it checks the
+        queue under the lock before it returns)."""
         with self.guard:
-            if self.draining or self.queued or not self.turns:
+            if self.active or self.queued or not self.turns:
                 return False
             last = self.turns.pop()
             del self.messages[last.start :]

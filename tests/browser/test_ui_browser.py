@@ -170,8 +170,9 @@ def test_copy_and_regenerate_an_answer(browser: Any, browser_ui) -> None:
         answers = page.locator(ANSWERED).count()
         questions = page.locator("#rag-chat .rag-question").count()
         answer.locator(".rag-regen").click()
-        page.wait_for_function(
-            "() => document.querySelector('#rag-chat .rag-pending') !== null", timeout=10_000
+        page.wait_for_function(  # the question again, waiting or being answered
+            "() => document.querySelector('#rag-chat .rag-pending, #rag-chat .rag-queued')",
+            timeout=10_000,
         )
         page.wait_for_function(
             f"n => document.querySelectorAll({ANSWERED!r}).length === n "

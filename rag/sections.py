@@ -78,33 +78,28 @@ def markdown_headings(text: str) -> list[Heading]:
     setext (a one-line paragraph underlined with ``===``, level 1, or ``---``, level 2), as
     plain text (``plain_heading``; one with nothing left, a row of badges, is none)."""
     headings: list[Heading] = []
-    fence = ""
+    lines = text.splitlines(keepends=True)
+    code = _fenced_lines([line.rstrip("\r\n") for line in lines])
     offset = 0
     after_blank = True  # the line before was blank (or this is the first line)
     candidate: tuple[int, str] | None = None  # a one-line paragraph so far: (offset, text)
-    for line in text.splitlines(keepends=True):
+    for index, line in enumerate(lines):
         bare = line.rstrip("\r\n")
         start, previous, opens = offset, candidate, after_blank
         offset += len(line)
         candidate, after_blank = None, not bare.strip()
-        opening = _FENCE.match(bare)
-        if fence:
-            if opening and opening.group(1)[0] == fence[0] and len(opening.group(1)) >= len(fence):
-                fence = ""
-            continue
-        if opening:
-            fence = opening.group(1)
+        if index in code:
             continue
         underline = _SETEXT.match(bare)
         if underline and previous is not None:
             level = 1 if underline.group(1)[0] == "=" else 2
-            if plain_heading(previous[1]):
-                headings.append(Heading(previous[0], level, plain_heading(previous[1])))
+            if heading := plain_heading(previous[1]):
+                headings.append(Heading(previous[0], level, heading))
             continue
         match = _ATX.match(bare)
         if match:
-            if plain_heading(match.group(2)):
-                headings.append(Heading(start, len(match.group(1)), plain_heading(match.group(2))))
+            if heading := plain_heading(match.group(2)):
+                headings.append(Heading(start, len(match.group(1)), heading))
         elif bare.strip() and opens and not _NOT_HEADING.match(bare):
             candidate = (start, bare.strip())
     return headings

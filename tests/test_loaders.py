@@ -202,6 +202,23 @@ def test_restructuredtext_is_read_as_its_reader_sees_it(tmp_path: Path) -> None:
     assert "root:" not in text and "alert" not in text and "passwd" not in text
 
 
+def test_sphinx_version_notes_are_read_as_sphinx_renders_them(tmp_path: Path) -> None:
+    """docutils drops directives it does not know, text and all; Sphinx's version notes and
+    "see also" say what users ask about ("since when is it deprecated?")."""
+    path = tmp_path / "api.rst"
+    path.write_text(
+        "API\n===\n\n.. deprecated:: 2.0\n   Use ``start`` instead.\n\n"
+        ".. versionadded:: 1.4 The *fast* mode.\n\n.. versionchanged:: 1.5\n\n"
+        ".. seealso::\n\n   The ``tool.extra`` module.\n\n.. autofunction:: tool.run\n",
+        encoding="utf-8",
+    )
+    assert load_file(path).text == (
+        "API\n\nDeprecated since version 2.0: Use start instead.\n\n"
+        "New in version 1.4: The fast mode.\n\nChanged in version 1.5.\n\n"
+        "See also: The tool.extra module."
+    )
+
+
 def test_restructuredtext_without_title_uses_the_file_name(tmp_path: Path) -> None:
     path = tmp_path / "notes.rst"
     path.write_text("Just a paragraph with *emphasis* and ``code``.\n", encoding="utf-8")

@@ -3,8 +3,8 @@
 Each loader raises :class:`LoaderError` with a one-line, human reason; callers report it per file
 and carry on with the others.
 
-Formats, one module each: ``text`` (plain text, markdown; decoding), ``web`` (HTML,
-reStructuredText), ``pdf``, ``word`` (.docx); ``document`` holds what they return.
+Formats, one module each: ``text`` (plain text, markdown; decoding), ``web`` (HTML), ``rst``
+(reStructuredText, through ``web``), ``pdf``, ``word`` (.docx); ``document`` holds what they return.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from pathlib import Path
 
 from rag.loaders.document import LoadedDocument, LoaderError, PageSpan
 from rag.loaders.pdf import PDF_CHARACTERS, hyphenated_compounds, join_line_break_hyphens, load_pdf
+from rag.loaders.rst import load_rst
 from rag.loaders.text import decode_text, load_markdown, load_text
-from rag.loaders.web import load_html, load_rst
+from rag.loaders.web import load_html
 from rag.loaders.word import load_docx
 
 __all__ = [

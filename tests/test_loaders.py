@@ -108,6 +108,30 @@ def test_html_code_keeps_its_indentation(tmp_path: Path) -> None:
     assert document.text[start:end] == "for port in ports:\n    book(port)"
 
 
+def test_html_headings_with_permalinks_are_found(tmp_path: Path, recwarn) -> None:
+    """Generated docs put a permalink in every heading ("Installation¶" in Sphinx, "Assert#" in
+    Node.js's docs): the heading is still found (it used to be lost, and each lost heading's
+    search scanned the rest of the page), and the symbol is not text. An XHTML page is read
+    without a parser warning on stderr."""
+    path = tmp_path / "docs.html"
+    path.write_text(
+        '<?xml version="1.0" encoding="utf-8"?>\n<html><body>'
+        '<h1>Ferry<a class="headerlink" href="#ferry">¶</a></h1><p>Books crossings.</p>'
+        '<h2>Install<span><a class="mark" href="#install">#</a></span></h2><p>Use pip.</p>'
+        '<h2>The <code>book</code> call<a href="#book">§</a></h2><p>Books one.</p>'
+        "</body></html>",
+        encoding="utf-8",
+    )
+    document = load_file(path)
+    assert [(h.level, h.text) for h in document.headings] == [
+        (1, "Ferry"),
+        (2, "Install"),
+        (2, "The book call"),
+    ]
+    assert "¶" not in document.text and "#" not in document.text and "§" not in document.text
+    assert not [w for w in recwarn if "XML" in type(w.message).__name__]
+
+
 def test_html_navigation_is_left_out(tmp_path: Path) -> None:
     path = tmp_path / "docs.html"
     path.write_text(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,11 @@ def html_document(path: Path, markup: str, title: str = "") -> LoadedDocument:
     """The text of HTML ``markup`` (of the file ``path``) as a reader sees the page: without
     scripts, styles and menus, table rows on lines of their own, headings and code recorded.
     ``title``: the document's title where the caller knows it (else ``<title>``, ``<h1>``)."""
-    from bs4 import BeautifulSoup
+    from bs4 import BeautifulSoup, XMLParsedAsHTMLWarning
 
-    soup = BeautifulSoup(markup, "lxml")
+    with warnings.catch_warnings():  # an XHTML page is read as HTML on purpose: no stderr noise
+        warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)
+        soup = BeautifulSoup(markup, "lxml")
     for tag in soup(["script", "style", "noscript", "template", "svg", "iframe", "object"]):
         tag.decompose()
     for tag in _page_chrome(soup):
@@ -50,10 +53,10 @@ def html_document(path: Path, markup: str, title: str = "") -> LoadedDocument:
     )
     if title_tag:
         title_tag.decompose()
-    found = [
-        (int(tag.name[1]), tag.get_text(" ", strip=True))
-        for tag in soup.find_all(["h1", "h2", "h3", "h4", "h5", "h6"])
-    ]
+    headings = soup.find_all(["h1", "h2", "h3", "h4", "h5", "h6"])
+    for anchor in (a for tag in headings for a in tag.find_all("a")):
+        if not re.search(r"\w", anchor.get_text()):
+            anchor.decompose()  # a permalink: "Installation¶" (Sphinx), "Assert#" (Node.js)
     for cell in soup.find_all(["td", "th"]):  # a cell's paragraphs stay on its row's line
         for inner in cell.find_all(["p", "div", "br"]):
             inner.insert_after(" ")
@@ -69,6 +72,8 @@ def html_document(path: Path, markup: str, title: str = "") -> LoadedDocument:
     for tag in soup.find_all(_BLOCK_TAGS):
         tag.insert_before("\n")
         tag.insert_after("\n")
+    # Each heading's text as the page's text will have it (words a tag apart are not spaced).
+    found = [(int(tag.name[1]), " ".join(tag.get_text().split())) for tag in headings]
     body = soup.body or soup
     text = "".join(
         _code_lines(part) if part.startswith(PRE_OPEN) else _prose_lines(part)

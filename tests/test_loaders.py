@@ -129,6 +129,7 @@ def test_html_headings_with_permalinks_are_found(tmp_path: Path, recwarn) -> Non
         (2, "The book call"),
     ]
     assert "¶" not in document.text and "#" not in document.text and "§" not in document.text
+    assert document.title == "Ferry"  # no <title>: the first heading, without its permalink
     assert not [w for w in recwarn if "XML" in type(w.message).__name__]
 
 

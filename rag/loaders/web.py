@@ -43,6 +43,10 @@ def html_document(path: Path, markup: str, title: str = "") -> LoadedDocument:
         tag.decompose()
     for tag in _page_chrome(soup):
         tag.decompose()
+    headings = soup.find_all(["h1", "h2", "h3", "h4", "h5", "h6"])
+    for anchor in (a for tag in headings for a in tag.find_all("a")):
+        if not re.search(r"\w", anchor.get_text()):
+            anchor.decompose()  # a permalink: "Installation¶" (Sphinx), "Assert#" (Node.js)
     title_tag = soup.find("title")
     heading = soup.find("h1")
     title = (
@@ -53,10 +57,6 @@ def html_document(path: Path, markup: str, title: str = "") -> LoadedDocument:
     )
     if title_tag:
         title_tag.decompose()
-    headings = soup.find_all(["h1", "h2", "h3", "h4", "h5", "h6"])
-    for anchor in (a for tag in headings for a in tag.find_all("a")):
-        if not re.search(r"\w", anchor.get_text()):
-            anchor.decompose()  # a permalink: "Installation¶" (Sphinx), "Assert#" (Node.js)
     for cell in soup.find_all(["td", "th"]):  # a cell's paragraphs stay on its row's line
         for inner in cell.find_all(["p", "div", "br"]):
             inner.insert_after(" ")

@@ -116,6 +116,14 @@ eval-gate: heldout
 	  --json $(GATE)/readmes-test.json \
 	  --fail-under answer_accuracy=0.68,refusal_accuracy=0.23,citation_accuracy=0.72 \
 	  --fail-over false_refusal_rate=0.09,uncited_sentence_rate=0
+	$(RAG) eval evals/readmes-paraphrase-validation.yaml --index $(GATE)/readmes-validation \
+	  --json $(GATE)/readmes-paraphrase-validation.json \
+	  --fail-under answer_accuracy=0.68,refusal_accuracy=0.08,citation_accuracy=0.75 \
+	  --fail-over false_refusal_rate=0.09,uncited_sentence_rate=0
+	$(RAG) eval evals/readmes-paraphrase-test.yaml --index $(GATE)/readmes-test \
+	  --json $(GATE)/readmes-paraphrase-test.json \
+	  --fail-under answer_accuracy=0.66,refusal_accuracy=0.46,citation_accuracy=0.72 \
+	  --fail-over false_refusal_rate=0.14,uncited_sentence_rate=0
 	$(PY) evals/as_chats.py evals/readmes-test.yaml $(GATE)/readmes-test-chats.yaml
 	$(RAG) eval $(GATE)/readmes-test-chats.yaml --index $(GATE)/readmes-test \
 	  --json $(GATE)/readmes-test-chats.json \

@@ -38,6 +38,8 @@ SETS: dict[str, Path] = {
     "readmes-validation.yaml": READMES / "validation",
     "readmes-test.yaml": READMES / "test",
     "readmes-followups-validation.yaml": READMES / "validation",
+    "readmes-paraphrase-validation.yaml": READMES / "validation",
+    "readmes-paraphrase-test.yaml": READMES / "test",
     "readmes-rst-validation.yaml": READMES_RST / "validation",
     "readmes-rst-test.yaml": READMES_RST / "test",
 }

@@ -285,7 +285,6 @@ def train_variant(name: str, budget: float, smoke: bool) -> None:
 
 def rescore(model, device, smoke: bool) -> dict:
     """Per set, per question: [score, start, end] of every plain and in-context input."""
-    import numpy as np
     import torch
     from transformers import AutoTokenizer
 
@@ -328,7 +327,6 @@ def rescore(model, device, smoke: bool) -> dict:
         for i, job in enumerate(part):
             s = _best_span(starts[i], ends[i], mappings[i], sequence_ids[i], offsets[i])
             result[job[0]][job[1]][job[2]][job[3]] = [s.score, s.start, s.end]
-    del np
     return result
 
 

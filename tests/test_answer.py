@@ -26,6 +26,12 @@ from rag.answer import (
     new_words,
     split_answer,
 )
+from rag.answer.reading import (
+    EXTRA_CANDIDATES_LIMIT,
+    MAX_READER_CANDIDATES,
+    READER_CHARS_BUDGET,
+    within_budget,
+)
 from rag.config import Settings
 from rag.evaluation import count_sentences
 from rag.ingest import ingest
@@ -716,6 +722,38 @@ def test_html_pre_blocks_are_read_as_code(tmp_path, settings: Settings) -> None:
         not answer.refused and "tidewatch export --since 2024-01-01 --format csv" in answer.answer
     )
     assert "```" in answer.answer and all(cited for _, cited in split_answer(answer.answer))
+
+
+def test_reader_budget_is_characters_past_the_first_twelve() -> None:
+    """The 12 nearest candidates are always read; more only while all taken stay within the
+    character budget, and never more than EXTRA_CANDIDATES_LIMIT."""
+    pool = list(range(40))
+    assert within_budget(pool, ["x" * 200] * 40) == pool[:MAX_READER_CANDIDATES]
+    assert within_budget(pool[:5], ["x" * 10] * 5) == pool[:5]
+    short = within_budget(pool, ["x" * 60] * 40)  # 24 x 60 = 1,440 characters
+    assert short == pool[:EXTRA_CANDIDATES_LIMIT]
+    mixed = ["x" * 60] * 12 + ["x" * 800] + ["x" * 60] * 27  # a long 13th ends it
+    assert within_budget(pool, mixed) == pool[:MAX_READER_CANDIDATES]
+    some = ["x" * 100] * 40  # 1,200 for the 12, then two more fit 1,451
+    assert len(within_budget(pool, some)) == 14 and READER_CHARS_BUDGET == 1451
+
+
+def test_documents_of_short_units_are_read_past_twelve(tmp_path, settings: Settings) -> None:
+    """A reStructuredText README of many short doctest blocks (each read alone and with its
+    lead-in) has more than 12 of them read, so the answering one is not lost to the count;
+    the seed article's prose sentences stay at 12."""
+    examples = "".join(
+        f"Step {n} of the tour shows another call:\n\n>>> tern.step({n})\n{n * 7}\n\n"
+        for n in range(1, 30)
+    )
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "tern.rst").write_text(
+        "Tern\n====\n\nTern counts seabirds.\n\nTour\n----\n\n" + examples, encoding="utf-8"
+    )
+    assert ingest([tmp_path / "docs"], settings).ok
+    read = ranked_texts(RAG(settings), "Which call does step 17 of the Tern tour show?")
+    assert MAX_READER_CANDIDATES < len(read) <= EXTRA_CANDIDATES_LIMIT
+    assert sum(len(text) for text in read[MAX_READER_CANDIDATES:]) > 0
 
 
 READMES = Path(__file__).resolve().parent.parent / "evals" / "corpora" / "readmes" / "validation"

@@ -64,9 +64,11 @@ train-reader: install
 	$(PY) -m rag.train.reader --device $(READER_DEVICE) --init build/reader/stage1 \
 	  --skip-questions $(READER_STAGE1) \
 	  --questions $(READER_QUESTIONS) --lr 4e-5 --work build/reader2 --out rag/models/reader
+	$(PY) -m rag.train.selection --reader rag/models/reader
 	$(PY) -m rag.train.calibrate --reader rag/models/reader
 
 calibrate-reader: install
+	$(PY) -m rag.train.selection --reader rag/models/reader
 	$(PY) -m rag.train.calibrate --reader rag/models/reader
 
 # Held-out question sets (answerable, adversarial, out-of-corpus) over SQuAD articles that

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +95,11 @@ class Calibration:
     sentence_threshold: float = 0.0  # a sentence answers from this reader score up
     second_sentence_margin: float = 1.0  # quote a second sentence this close to the best
     direct_answer_threshold: float = 1e4  # lead with the short answer from this score up
+    # Which sentences the reader reads (``selection_score``); the defaults: the nearest by cosine.
+    select_cosine_weight: float = 1.0
+    select_overlap_weight: float = 0.0
+    select_chunk_weight: float = 0.0
+    select_length_weight: float = 0.0
 
     @classmethod
     def from_values(cls, values: dict) -> Calibration:
@@ -109,6 +115,20 @@ class Calibration:
             + self.rank_cosine_weight * cosine
             + self.rank_chunk_weight * chunk_rank
             + self.rank_bias
+        )
+
+    def selection_score(
+        self, cosine: float, overlap: float, chunk_rank: int, characters: int
+    ) -> float:
+        """How worth reading a retrieved sentence is, before the reader reads it: a logistic
+        regression's logit of "it holds the answer" on its cosine similarity to the question,
+        the share of the question's terms it holds (``rag.answer.selection.term_overlaps``),
+        its chunk's place and its length (log characters)."""
+        return (
+            self.select_cosine_weight * cosine
+            + self.select_overlap_weight * overlap
+            + self.select_chunk_weight * chunk_rank
+            + self.select_length_weight * math.log1p(characters)
         )
 
     def answerability(self, context_score: float, best_cosine: float) -> float:

@@ -108,3 +108,5 @@ class Candidate:
     answer_end: int
     reader_score: float = 0.0  # the reader's own score for the sentence
     cosine: float = 0.0  # the sentence's embedding similarity to the question
+    # Among the nearest by similarity (what the answer/refuse decision reads; ``select``)
+    decides: bool = True

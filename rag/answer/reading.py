@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from rag.answer.models import Candidate
+from rag.answer.selection import term_overlaps
 from rag.answer.text import WORD
 from rag.answer.verify import Verifier, list_end
 from rag.chunking import table_header
@@ -83,10 +84,11 @@ class SentenceReader:
     def context_score(
         self, question: str, ranked: list[Candidate], chunks: list[RetrievedChunk]
     ) -> float:
-        """The best reader score of the CONTEXT_CANDIDATES best-ranked sentences, each read
-        after the sentence before it in its chunk (``in_context_scores``): what decides whether
-        the documents answer."""
-        scores = self.in_context_scores(question, ranked[:CONTEXT_CANDIDATES], chunks)
+        """The best reader score of the CONTEXT_CANDIDATES best-ranked sentences among the
+        nearest by similarity (``Candidate.decides``), each read after the sentence before it in
+        its chunk (``in_context_scores``): what decides whether the documents answer."""
+        deciding = [candidate for candidate in ranked if candidate.decides]
+        scores = self.in_context_scores(question, deciding[:CONTEXT_CANDIDATES], chunks)
         return max(scores, default=float("-inf"))
 
     def in_context_scores(
@@ -119,13 +121,34 @@ class SentenceReader:
         """The retrieved chunks' sentences (a lead-in ending in ':' carries its list), scored by
         the reader, best first (by ``Calibration.sentence_score``: the reader's score with the
         sentence's similarity to the question and its chunk's place). Sentences repeated by
-        overlapping chunks are scored once; those farthest from the question in embedding
-        space are left out past MAX_READER_CANDIDATES, or past READER_CHARS_BUDGET characters
-        for short ones (``within_budget``; the reader costs 10–14 ms a sentence on two cores)."""
+        overlapping chunks are scored once; the least worth reading (``select``) are left out
+        past MAX_READER_CANDIDATES, or past READER_CHARS_BUDGET characters for short ones
+        (``within_budget``; the reader costs 10–14 ms a sentence on two cores)."""
         if not chunks:
             return []
         if self.reader.reads_passages:
             return self.rank_in_passages(question, chunks)
+        pool = self.select(question, self.pool(question, chunks), chunks)
+        scores = self.reader.score(
+            question,
+            [
+                (reading_title(chunks[index], a), chunks[index].text[a:b])
+                for (_, index, a, b), _ in pool
+            ],
+        )
+        ranked = [
+            self._candidate(score, index, a, b, cosine, decides)
+            for ((cosine, index, a, b), decides), score in zip(pool, scores, strict=True)
+        ]
+        ranked.sort(key=lambda candidate: candidate.score, reverse=True)
+        return ranked
+
+    def pool(
+        self, question: str, chunks: list[RetrievedChunk]
+    ) -> list[tuple[float, int, int, int]]:
+        """Every unit the reader could read in ``chunks`` (``sentence_units``; one repeated by
+        overlapping chunks once), as (cosine similarity to the question, chunk index, start,
+        end), in chunk order."""
         query_vector = self.embedder.encode_query(question)
         pool: list[tuple[float, int, int, int]] = []
         seen: set[tuple[str, int, int]] = set()
@@ -137,21 +160,45 @@ class SentenceReader:
                     continue
                 seen.add(key)
                 pool.append((float(similarities[s : last + 1].max()), index, a, b))
-        pool.sort(key=lambda item: item[0], reverse=True)
-        pool = within_budget(pool, [chunks[index].text[a:b] for _, index, a, b in pool])
-        scores = self.reader.score(
-            question,
-            [(reading_title(chunks[index], a), chunks[index].text[a:b]) for _, index, a, b in pool],
+        return pool
+
+    def select(
+        self, question: str, pool: list[tuple[float, int, int, int]], chunks: list[RetrievedChunk]
+    ) -> list[tuple[tuple[float, int, int, int], bool]]:
+        """The (cosine, chunk index, start, end) sentences of ``pool`` the reader reads, each
+        with whether it decides: the nearest by similarity (``within_budget``), which the
+        answer/refuse decision reads as its calibration was fitted, and with them the best by
+        ``Calibration.selection_score`` (cosine, the question's terms held, chunk place,
+        length; ``within_budget`` again), which may hold the answer more often but would
+        raise a near miss's score if they decided too (model card)."""
+        calibration = self.reader.calibration
+        texts = [chunks[index].text[a:b] for _, index, a, b in pool]
+        overlaps = (
+            term_overlaps(question, texts)
+            if calibration.select_overlap_weight
+            else [0.0] * len(pool)
         )
-        ranked = [
-            self._candidate(score, index, a, b, cosine)
-            for (cosine, index, a, b), score in zip(pool, scores, strict=True)
+        worth = [
+            calibration.selection_score(cosine, overlap, index, len(text))
+            for (cosine, index, _, _), overlap, text in zip(pool, overlaps, texts, strict=True)
         ]
-        ranked.sort(key=lambda candidate: candidate.score, reverse=True)
-        return ranked
+        by_cosine = sorted(range(len(pool)), key=lambda i: pool[i][0], reverse=True)
+        nearest = within_budget(by_cosine, [texts[i] for i in by_cosine])
+        order = sorted(range(len(pool)), key=lambda i: worth[i], reverse=True)
+        chosen = within_budget(order, [texts[i] for i in order])
+        deciding = set(nearest)
+        return [(pool[i], True) for i in nearest] + [
+            (pool[i], False) for i in chosen if i not in deciding
+        ]
 
     def _candidate(
-        self, score: ReaderScore, index: int, a: int, b: int, cosine: float = 0.0
+        self,
+        score: ReaderScore,
+        index: int,
+        a: int,
+        b: int,
+        cosine: float = 0.0,
+        decides: bool = True,
     ) -> Candidate:
         """The sentence ``a:b`` of chunk ``index`` as the reader scored it, with its ranking
         score (``Calibration.sentence_score``)."""
@@ -164,6 +211,7 @@ class SentenceReader:
             a + score.end,
             reader_score=score.score,
             cosine=cosine,
+            decides=decides,
         )
 
     def sentence_units(self, chunk: RetrievedChunk) -> list[tuple[int, int, int, int]]:

@@ -81,6 +81,7 @@ def collect(reader_dir: Path, sets_dir: Path, index_dir: Path) -> dict[str, list
                             "rank": c.chunk_index,
                             "text": chunks[c.chunk_index].text[c.start : c.end],
                             "direct": direct_answer(c, chunks),
+                            "base": c.decides,
                         }
                         for c, ctx in zip(candidates, in_context, strict=True)
                     ],
@@ -346,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     calibration = choose(records)
     info_path = args.reader / "reader.json"
     info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else {}
-    info["calibration"] = calibration
+    kept = {k: v for k, v in info.get("calibration", {}).items() if k.startswith("select_")}
+    info["calibration"] = {**kept, **calibration}  # the sentence selection: rag.train.selection
     info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(calibration, indent=2))
     return 0

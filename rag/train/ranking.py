@@ -55,18 +55,20 @@ def ranked(row: dict, calibration: Calibration) -> dict:
     """The question as answering sees it with this calibration's ranker
     (``Calibration.sentence_score``, the formula answering uses): the TOP candidates' ``scores`` and
     ``texts`` best first, the best in-context reader score of the CONTEXT_CANDIDATES best
-    (``context``), and the best one's short answer (``direct``)."""
+    of those that decide (``context``; ``Candidate.decides``), and the best one's short answer
+    (``direct``)."""
 
     def score(candidate: dict) -> float:
         return calibration.sentence_score(candidate["score"], candidate["cos"], candidate["rank"])
 
     order = sorted(row["cands"], key=score, reverse=True)
+    deciding = [c for c in order if c.get("base", True)]  # Candidate.decides
     return {
         "id": row["id"],
         "expected": row["expected"],
         "dense": row["dense"],
         "scores": [score(c) for c in order[:TOP]],
         "texts": [c["text"] for c in order[:TOP]],
-        "context": max((c["ctx"] for c in order[:CONTEXT_CANDIDATES]), default=-1e4),
+        "context": max((c["ctx"] for c in deciding[:CONTEXT_CANDIDATES]), default=-1e4),
         "direct": order[0]["direct"] if order else "",
     }

@@ -153,6 +153,22 @@ def passage_reader_copy(folder: Path) -> Path:
     return folder
 
 
+def write_doctest_readme(folder: Path, extra: str = "") -> Path:
+    """A reStructuredText README of 29 short doctest blocks, each under its lead-in (the shape
+    that fills the reader's candidate count), then ``extra``: the docs folder to ingest."""
+    examples = "".join(
+        f"Step {n} of the tour shows another call:\n\n>>> tern.step({n})\n{n * 7}\n\n"
+        for n in range(1, 30)
+    )
+    docs = folder / "docs"
+    docs.mkdir()
+    (docs / "tern.rst").write_text(
+        "Tern\n====\n\nTern counts seabirds.\n\nTour\n----\n\n" + examples + extra,
+        encoding="utf-8",
+    )
+    return docs
+
+
 def write_pdf(
     path: Path,
     pages: list[str],

@@ -37,7 +37,7 @@ from rag.evaluation import count_sentences
 from rag.ingest import ingest
 from rag.reader import with_context
 from rag.retrieval import RetrievedChunk
-from tests.conftest import SEED_FILE
+from tests.conftest import SEED_FILE, write_doctest_readme
 
 SEED_TEXT = SEED_FILE.read_text(encoding="utf-8")
 SHARE_QUESTION = "What share of Russia's microelectronics came from China in 2023?"
@@ -742,15 +742,7 @@ def test_documents_of_short_units_are_read_past_twelve(tmp_path, settings: Setti
     """A reStructuredText README of many short doctest blocks (each read alone and with its
     lead-in) has more than 12 of them read, so the answering one is not lost to the count;
     the seed article's prose sentences stay at 12."""
-    examples = "".join(
-        f"Step {n} of the tour shows another call:\n\n>>> tern.step({n})\n{n * 7}\n\n"
-        for n in range(1, 30)
-    )
-    (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "tern.rst").write_text(
-        "Tern\n====\n\nTern counts seabirds.\n\nTour\n----\n\n" + examples, encoding="utf-8"
-    )
-    assert ingest([tmp_path / "docs"], settings).ok
+    assert ingest([write_doctest_readme(tmp_path)], settings).ok
     bot = RAG(settings)
     question = "Which call does step 17 of the Tern tour show?"
     chunks = bot.searcher.search(question).chunks

@@ -17,6 +17,7 @@ from rag.reader import READER_DIR, Calibration
 from rag.retrieval import RetrievedChunk
 from rag.train.ranking import ranked
 from rag.train.selection import cross_validated_recall, fit, recall
+from tests.conftest import write_doctest_readme
 
 
 def test_identifiers_hold_their_parts() -> None:
@@ -94,16 +95,8 @@ def test_units_chosen_by_their_words_are_read_but_do_not_decide(
     """A README of many doctest blocks: the block that holds the question's words is read
     although others are nearer by embedding; what the answer/refuse decision reads is still
     the nearest by similarity, and the reader reads at most twice the budget's count."""
-    examples = "".join(
-        f"Step {n} of the tour shows another call:\n\n>>> tern.step({n})\n{n * 7}\n\n"
-        for n in range(1, 30)
-    )
-    examples += "To count the terns of a colony, ask the census:\n\n>>> tern.census_colony()\n"
-    (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "tern.rst").write_text(
-        "Tern\n====\n\nTern counts seabirds.\n\nTour\n----\n\n" + examples, encoding="utf-8"
-    )
-    assert ingest([tmp_path / "docs"], settings).ok
+    census = "To count the terns of a colony, ask the census:\n\n>>> tern.census_colony()\n"
+    assert ingest([write_doctest_readme(tmp_path, census)], settings).ok
     bot = RAG(settings)
     question = "Which tern call gives the census of a colony?"
     chunks: list[RetrievedChunk] = bot.searcher.search(question).chunks

@@ -22,7 +22,8 @@ _IDENTIFIER_PARTS = re.compile(r"_|(?<=[a-z])(?=[A-Z])")
 
 def term_set(text: str) -> set[str]:
     """``text``'s terms (``rag.terms.terms``), with each identifier's parts as terms too
-    (``next_minor`` also gives "next" and "minor"; ``ULIDGenerator`` "ulid", "generator")."""
+    (``next_minor`` also gives "next" and "minor"; ``PureRandomPolicy`` "pure", "random",
+    "policy"; stemmed as all terms are)."""
     found = set(terms(text))
     for word in _WORD.findall(text):
         parts = [part for part in _IDENTIFIER_PARTS.split(word) if len(part) > 1]

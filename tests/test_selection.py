@@ -68,17 +68,20 @@ def test_fitted_selection_finds_what_the_cosine_misses() -> None:
 
 def test_only_the_nearest_decide_answer_or_refuse() -> None:
     """``ranked`` (what calibration reads) takes the in-context score from the best-ranked of
-    the candidates flagged ``base`` (Candidate.decides), while answering from all."""
+    the candidates flagged ``decides`` (Candidate.decides), while answering from all."""
     cands = [
-        {"score": 9.0, "ctx": 8.0, "cos": 0.5, "rank": 0, "text": "A", "direct": "", "base": False},
-        {"score": 2.0, "ctx": 1.0, "cos": 0.5, "rank": 0, "text": "B", "direct": "", "base": True},
-        {"score": 1.0, "ctx": 3.0, "cos": 0.5, "rank": 0, "text": "C", "direct": "", "base": True},
-        {"score": 0.0, "ctx": 7.0, "cos": 0.5, "rank": 0, "text": "D", "direct": "", "base": True},
+        {"score": s, "ctx": ctx, "cos": 0.5, "rank": 0, "text": text, "direct": "", "decides": d}
+        for s, ctx, text, d in (
+            (9.0, 8.0, "A", False),
+            (2.0, 1.0, "B", True),
+            (1.0, 3.0, "C", True),
+            (0.0, 7.0, "D", True),
+        )
     ]
     row = {"id": "q", "expected": [], "dense": 0.5, "cands": cands}
     seen = ranked(row, Calibration())
     assert seen["texts"][0] == "A" and seen["context"] == 3.0  # B and C decide, not A or D
-    legacy = {**row, "cands": [{k: v for k, v in c.items() if k != "base"} for c in cands]}
+    legacy = {**row, "cands": [{k: v for k, v in c.items() if k != "decides"} for c in cands]}
     assert ranked(legacy, Calibration())["context"] == 8.0  # records without the flag
 
 

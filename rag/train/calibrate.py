@@ -81,7 +81,7 @@ def collect(reader_dir: Path, sets_dir: Path, index_dir: Path) -> dict[str, list
                             "rank": c.chunk_index,
                             "text": chunks[c.chunk_index].text[c.start : c.end],
                             "direct": direct_answer(c, chunks),
-                            "base": c.decides,
+                            "decides": c.decides,
                         }
                         for c, ctx in zip(candidates, in_context, strict=True)
                     ],

@@ -62,7 +62,7 @@ def ranked(row: dict, calibration: Calibration) -> dict:
         return calibration.sentence_score(candidate["score"], candidate["cos"], candidate["rank"])
 
     order = sorted(row["cands"], key=score, reverse=True)
-    deciding = [c for c in order if c.get("base", True)]  # Candidate.decides
+    deciding = [c for c in order if c.get("decides", True)]  # Candidate.decides
     return {
         "id": row["id"],
         "expected": row["expected"],

@@ -24,9 +24,16 @@ import numpy as np
 
 from rag.answer.reading import within_budget
 from rag.answer.selection import term_overlaps
+from rag.reader import Calibration
 from rag.train.ranking import holds_answer
 
-FEATURES = ("select_cosine_weight", "select_overlap_weight", "select_chunk_weight")
+# Calibration fields, in the order of ``features``.
+WEIGHTS = (
+    "select_cosine_weight",
+    "select_overlap_weight",
+    "select_chunk_weight",
+    "select_length_weight",
+)
 FOLDS = 5
 REPEATS = 5
 
@@ -50,7 +57,13 @@ def collect_pools(reader_dir: Path, sets_dir: Path, index_dir: Path) -> list[dic
         pool = bot.sentences.pool(question, chunks)
         texts = [chunks[index].text[a:b] for _, index, a, b in pool]
         row["units"] = [
-            {"cos": cos, "ovl": ovl, "rank": index, "len": len(text), "y": holds(row, text)}
+            {
+                "cos": cos,
+                "ovl": ovl,
+                "rank": index,
+                "len": len(text),
+                "y": holds_answer(row, [text]),
+            }
             for (cos, index, _, _), ovl, text in zip(
                 pool, term_overlaps(question, texts), texts, strict=True
             )
@@ -59,11 +72,8 @@ def collect_pools(reader_dir: Path, sets_dir: Path, index_dir: Path) -> list[dic
     return rows
 
 
-def holds(row: dict, text: str) -> bool:
-    return holds_answer(row, [text])
-
-
 def features(unit: dict) -> list[float]:
+    """A unit's inputs to ``Calibration.selection_score``, in the order of WEIGHTS."""
     return [unit["cos"], unit["ovl"], unit["rank"], math.log1p(unit["len"])]
 
 
@@ -74,25 +84,23 @@ def fit(rows: list[dict]) -> dict[str, float]:
     x = np.array([features(u) for row in rows for u in row["units"]], dtype=float)
     y = np.array([u["y"] for row in rows for u in row["units"]], dtype=int)
     weights = LogisticRegression(C=1.0, max_iter=1000).fit(x, y).coef_[0]
-    names = (*FEATURES, "select_length_weight")
-    return {name: round(float(w), 6) for name, w in zip(names, weights, strict=True)}
+    return {name: round(float(w), 6) for name, w in zip(WEIGHTS, weights, strict=True)}
 
 
 def recall(rows: list[dict], weights: dict[str, float] | None) -> tuple[int, int]:
     """(questions whose reader candidates include an answering unit, questions with one among
     their units): candidates ordered by ``weights`` (by cosine for None), then
     ``within_budget``."""
+    calibration = Calibration(**weights) if weights else Calibration()  # defaults: cosine
     hits = total = 0
     for row in rows:
         units = row["units"]
         if not any(u["y"] for u in units):
             continue
         total += 1
-        if weights is None:
-            worth = [u["cos"] for u in units]
-        else:
-            vector = np.array([weights[n] for n in (*FEATURES, "select_length_weight")])
-            worth = [float(vector @ features(u)) for u in units]
+        worth = [
+            calibration.selection_score(u["cos"], u["ovl"], u["rank"], u["len"]) for u in units
+        ]
         order = sorted(range(len(units)), key=lambda i: worth[i], reverse=True)
         taken = within_budget(order, [" " * units[i]["len"] for i in order])
         hits += any(units[i]["y"] for i in taken)
@@ -114,7 +122,7 @@ def cross_validated_recall(rows: list[dict], seed: int = 0) -> float:
             train = [row for i, row in enumerate(rows) if i not in held]
             found, asked = recall([rows[i] for i in fold], fit(train))
             hits, total = hits + found, total + asked
-    return hits / total if total else 0.0
+    return fraction(hits, total)
 
 
 def main(argv: list[str] | None = None) -> int:

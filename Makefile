@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
 .PHONY: install run ingest serve test test-fast lint format bench bench-quick clean \
-	train-reader calibrate-reader heldout eval-heldout eval-gate
+	train-reader calibrate-reader encoder-calibration heldout eval-heldout eval-gate
 
 install: $(STAMP)
 
@@ -70,6 +70,11 @@ train-reader: install
 calibrate-reader: install
 	$(PY) -m rag.train.selection --reader rag/models/reader
 	$(PY) -m rag.train.calibrate --reader rag/models/reader
+
+# The texts OpenVINO's static int8 embedding model is calibrated on (made at first use from
+# them; rag/models/encoder-calibration/README.md): 300 SQuAD training-split paragraphs.
+encoder-calibration: install
+	$(PY) -m rag.train.encoder_calibration
 
 # Held-out question sets (answerable, adversarial, out-of-corpus) over SQuAD articles that
 # training never saw; eval-heldout reports on the test split (HELDOUT_SPLIT=test-sectioned:

@@ -1,11 +1,12 @@
 """Encoders side by side in one run: the packaged MiniLM with PyTorch fp32, ONNX Runtime fp32,
-ONNX Runtime int8 and OpenVINO (throughput on SciFact abstracts, agreement with PyTorch, SciFact
+ONNX Runtime int8, OpenVINO (bf16 products where the CPU has bf16 units) and OpenVINO static
+int8 (throughput on SciFact abstracts, agreement with PyTorch, SciFact
 dense nDCG@10 with each), the reader with PyTorch, ONNX Runtime and OpenVINO (per question, as
 answering reads), and a cold ``rag ask`` (wall time and peak memory of a fresh process).
 
 The headline figures (``speedup_vs_torch``, ``scifact_ndcg_delta``, the reader's ``p95_ms``)
-are the default encoder's (RAG_ENCODER_BACKEND=auto: OpenVINO where it loads); the int8 ones
-stay beside them."""
+are the default encoder's (RAG_ENCODER_BACKEND=auto for a new index: OpenVINO int8 on CPUs
+with int8 dot-product instructions, else OpenVINO); the others stay beside them."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ TARGET_NDCG_DELTA = -0.005
 TARGET_READER_P95_MS = 100.0
 TARGET_COLD_ASK_S = 3.0
 COLD_QUESTION = "What share of Russia's microelectronics came from China?"
-BACKENDS = ("torch", "onnx", "onnx-int8", "openvino")
+BACKENDS = ("torch", "onnx", "onnx-int8", "openvino", "openvino-int8")
 
 
 def default_backend() -> str:

@@ -77,7 +77,8 @@ def targets_table(results: dict[str, Any]) -> list[str]:
          f"{_num(encoder.get('speedup_vs_torch'), 2)} ({_num(rates.get(fast), 1)} vs "
          f"{_num(rates.get('torch'), 1)} docs/s; ONNX fp32 "
          f"{_num(encoder.get('onnx_fp32_speedup_vs_torch'), 2)}, ONNX int8 "
-         f"{_num(by_backend.get('onnx-int8'), 2)})",
+         f"{_num(by_backend.get('onnx-int8'), 2)}, OpenVINO fp32/bf16 "
+         f"{_num(by_backend.get('openvino'), 2)})",
          "≥ 2.5", _check(encoder.get("speedup_vs_torch"), 2.5, below=False)),
         (f"SciFact dense nDCG@10, {fast} − fp32",
          f"{_num(encoder.get('scifact_ndcg_delta'), 4)} (int8: "

@@ -91,14 +91,19 @@ class Settings(BaseSettings):
         "the cores' caches: on 2 cores, 400 SciFact abstracts embed 1.35x faster in 4s than "
         "in 32s with ONNX int8, 1.15x with ONNX fp32, 1.25x with PyTorch (2026-12-02).",
     )
-    encoder_backend: Literal["auto", "openvino", "onnx", "onnx-int8", "torch"] = Field(
-        "auto",
-        description="How the embedding model and the reader run: 'auto' is OpenVINO where the "
-        "openvino package loads (bf16 matrix units where the CPU has them), else ONNX Runtime "
-        "fp32; both run the fp32 ONNX export made once from the packaged weights in "
-        "RAG_CACHE_DIR. 'onnx-int8' is ONNX Runtime's int8 quantization, 'torch' PyTorch. "
-        "An index embedded in int8 is only queried in int8; one embedded by torch, onnx or "
-        "openvino by any of those three (their vectors agree to 1e-5 cosine).",
+    encoder_backend: Literal["auto", "openvino", "openvino-int8", "onnx", "onnx-int8", "torch"] = (
+        Field(
+            "auto",
+            description="How the embedding model and the reader run. 'auto': for a new index, "
+            "OpenVINO's static int8 embedding model where the CPU has int8 dot-product "
+            "instructions (AVX-512 VNNI, AVX-VNNI, AMX) and nncf is installed, else OpenVINO "
+            "(bf16 matrix units where the CPU has them), else ONNX Runtime fp32; for an existing "
+            "index, whatever embeds in the precision it was built in. All run exports made once "
+            "from the packaged weights in RAG_CACHE_DIR. 'onnx-int8' is ONNX Runtime's dynamic "
+            "int8, 'torch' PyTorch. The reader never runs in int8. An index is only queried in "
+            "the precision it was embedded in: fp32 (torch, onnx and openvino, whose vectors agree "
+            "to 1e-5 cosine), OpenVINO int8 or ONNX Runtime int8.",
+        )
     )
     chunk_size: int = Field(1000, ge=100, le=20_000, description="Target chunk size (chars).")
     chunk_overlap: int = Field(150, ge=0, le=10_000, description="Overlap between chunks (chars).")

@@ -30,14 +30,16 @@ print(repr(model.invoke("Say hello.").content[:40]))
 
 def check_embeddings() -> str:
     from rag.config import load_settings
-    from rag.embeddings import Embedder
     from rag.onnx_encoders import describe_backend
+    from rag.store import embedder_for, recorded_precision
 
-    configured = load_settings().encoder_backend
-    embedder = Embedder("packaged", backend=configured)
+    settings = load_settings()
+    embedder = embedder_for(settings)  # with auto: the precision the index was built in
     vector = embedder.encode(["offline check"])
-    runs = describe_backend(embedder.backend, configured)
-    return f"{embedder.name} ({runs}), {vector.shape[1]} dimensions"
+    runs = describe_backend(embedder.backend, settings.encoder_backend)
+    index = recorded_precision(settings)
+    kept = f"; the index holds {index} vectors" if index else ""
+    return f"{embedder.name} ({runs}{kept}), {vector.shape[1]} dimensions"
 
 
 def check_chroma() -> str:

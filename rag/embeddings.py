@@ -233,12 +233,13 @@ _SHARED: dict[tuple[str, int, str], Embedder] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def get_embedder(settings: Settings) -> Embedder:
+def get_embedder(settings: Settings, backend: str | None = None) -> Embedder:
     """One shared Embedder per model, batch size and backend in this process (loaded once;
-    "auto" and the backend it resolves to share one)."""
+    "auto" and the backend it resolves to share one). ``backend`` overrides the settings'
+    (rag.store.embedder_for: the one an existing index was embedded with)."""
     from rag.onnx_encoders import resolve_backend
 
-    backend = resolve_backend(settings.encoder_backend)
+    backend = resolve_backend(backend or settings.encoder_backend)
     key = (settings.embedding_model, settings.embedding_batch_size, backend)
     with _SHARED_LOCK:
         if key not in _SHARED:

@@ -19,9 +19,9 @@ from typing import Any
 
 from rag.chunking import CHUNKER_VERSION, Chunk, chunk_document
 from rag.config import Settings, load_settings
-from rag.embeddings import Embedder, get_embedder
+from rag.embeddings import Embedder
 from rag.loaders import LoaderError, discover_files, file_sha256, load_file
-from rag.store import IndexedFile, Store, open_store
+from rag.store import IndexedFile, Store, embedder_for, open_store
 
 
 @dataclass
@@ -143,7 +143,7 @@ def ingest(
     """
     started = time.perf_counter()
     settings = settings or load_settings()
-    embedder = embedder or get_embedder(settings)
+    embedder = embedder or embedder_for(settings)
     store = store or open_store(settings, embedder)
     report = IngestReport()
     planned, roots, missing, report.skipped = plan_files(paths)

@@ -1,5 +1,6 @@
 """ONNX encoders: the packaged MiniLM embedding model and the reader, exported once, run by
-ONNX Runtime or (backend "openvino", the default where it loads) by OpenVINO.
+ONNX Runtime or by OpenVINO (backends "openvino" and "openvino-int8", the default where
+they load: rag.openvino_runtime).
 
 The weights come from the installed packages (never a download): on first use each model is
 exported from its local folder with ``torch.onnx.export`` into a cache folder
@@ -36,8 +37,10 @@ import numpy as np
 
 from rag.config import RagError
 
-Backend = Literal["torch", "onnx", "onnx-int8", "openvino"]
-BACKENDS: tuple[str, ...] = ("torch", "onnx", "onnx-int8", "openvino")
+Backend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
+BACKENDS: tuple[str, ...] = ("torch", "onnx", "onnx-int8", "openvino", "openvino-int8")
+OPENVINO_BACKENDS = ("openvino", "openvino-int8")
+CALIBRATION_TEXTS = Path(__file__).resolve().parent / "models" / "encoder-calibration"
 EXPORT_FORMAT = "2"  # 2: fused graph (int8 vectors differ from format 1 ones)
 OPSET = 17
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -52,22 +55,38 @@ def cache_root() -> Path:
 
 
 INT8 = "int8-fused"  # earlier exports' unfused int8 ("int8") gives vectors 0.996 cosine apart
+OPENVINO_INT8 = "int8-openvino"  # OpenVINO's static int8 (nncf): 0.997 cosine to fp32
 
 
 def precision_of(backend: str) -> str:
     """The numeric precision a backend's vectors have ("fp32" for torch, onnx and openvino
-    alike: their vectors agree to 1e-5 cosine; ``INT8`` for the quantized one)."""
-    return INT8 if backend == "onnx-int8" else "fp32"
+    alike: their vectors agree to 1e-5 cosine; ``INT8`` and ``OPENVINO_INT8`` for the two
+    quantized ones, each a family of its own)."""
+    return {"onnx-int8": INT8, "openvino-int8": OPENVINO_INT8}.get(backend, "fp32")
 
 
-def resolve_backend(backend: str) -> str:
-    """``auto``: OpenVINO where the ``openvino`` package loads (fastest here, fp32 vectors),
-    else ONNX Runtime fp32; any other name is returned as it is."""
+def backend_for_precision(precision: str) -> str | None:
+    """The backend that embeds in ``precision`` here (fp32: what ``auto`` runs in fp32), or
+    None for a precision no backend of this version makes."""
+    if precision == "fp32":
+        return resolve_backend("auto", int8=False)
+    return {INT8: "onnx-int8", OPENVINO_INT8: "openvino-int8"}.get(precision)
+
+
+def resolve_backend(backend: str, int8: bool = True) -> str:
+    """``auto``: OpenVINO's static int8 model where the CPU has int8 dot-product instructions
+    and nncf is installed (``int8`` False: never), else OpenVINO (bf16 or fp32 products, fp32
+    vectors) where the ``openvino`` package loads, else ONNX Runtime fp32; any other name is
+    returned as it is."""
     if backend != "auto":
         return backend
     from rag import openvino_runtime
 
-    return "openvino" if openvino_runtime.available() else "onnx"
+    if not openvino_runtime.available():
+        return "onnx"
+    if int8 and openvino_runtime.int8_dot_products() and openvino_runtime.int8_available():
+        return "openvino-int8"
+    return "openvino"
 
 
 def weights_fingerprint(folder: Path) -> str:
@@ -118,9 +137,10 @@ def _remember_digests(known: dict[str, str]) -> None:
 
 @dataclass(frozen=True)
 class ExportedModel:
-    folder: Path  # model.onnx, model-int8.onnx, tokenizer.json
+    folder: Path  # model.onnx, model-int8.onnx, tokenizer.json, openvino*/
 
     def path(self, backend: str) -> Path:
+        """The ONNX file a backend runs (openvino-int8: the one it is quantized from)."""
         return self.folder / ("model-int8.onnx" if backend == "onnx-int8" else "model.onnx")
 
 
@@ -307,26 +327,38 @@ def import_runtime(backends: tuple[str, ...] = ("onnx",)) -> None:
     on this thread."""
     import tokenizers  # noqa: F401
 
-    if "openvino" in backends:
+    if any(backend in OPENVINO_BACKENDS for backend in backends):
         from rag import openvino_runtime
 
         if openvino_runtime.available():
             openvino_runtime.inference_precision()  # creates the shared Core
-    if any(backend != "openvino" for backend in backends):
+    if any(backend not in OPENVINO_BACKENDS for backend in backends):
         import onnxruntime  # noqa: F401
 
 
 def describe_backend(backend: str, configured: str = "auto") -> str:
     """What runs the encoders, for ``rag doctor``: the runtime, its precision on this CPU, and
     why ``auto`` fell back where it did."""
-    if backend == "openvino":
+    if backend in OPENVINO_BACKENDS:
         from rag import openvino_runtime
 
         if not openvino_runtime.available():
-            return "openvino: the package does not load here (pip install openvino)"
-        if openvino_runtime.inference_precision() == "bf16":
-            return "openvino, bf16 matrix products on this CPU's bf16 units"
-        return "openvino, fp32 (this CPU has no bf16 matrix units)"
+            return f"{backend}: the openvino package does not load here (pip install openvino)"
+        if backend == "openvino-int8":
+            if not openvino_runtime.int8_dot_products():
+                return "openvino-int8 (this CPU has no int8 dot-product instructions: slow)"
+            return "openvino-int8, static int8 on this CPU's int8 dot-product instructions"
+        products = (
+            "bf16 matrix products on this CPU's bf16 units"
+            if openvino_runtime.inference_precision() == "bf16"
+            else "fp32 (this CPU has no bf16 matrix units)"
+        )
+        why = ""
+        if configured == "auto" and not openvino_runtime.int8_dot_products():
+            why = "; auto stays off int8: this CPU has no int8 dot-product instructions"
+        elif configured == "auto" and not openvino_runtime.int8_available():
+            why = "; auto stays off int8: nncf is not installed (pip install nncf)"
+        return f"openvino, {products}{why}"
     if backend == "onnx" and configured == "auto":
         return "onnx, ONNX Runtime fp32 (the openvino package does not load here)"
     return {"onnx": "onnx, ONNX Runtime fp32", "onnx-int8": "onnx-int8, ONNX Runtime int8"}.get(
@@ -345,14 +377,17 @@ class OnnxEncoder:
         from tokenizers import Tokenizer
 
         threads = threads or max(1, os.cpu_count() or 1)
-        runtime = "OpenVINO" if backend == "openvino" else "ONNX Runtime"
+        runtime = "OpenVINO" if backend in OPENVINO_BACKENDS else "ONNX Runtime"
         try:
-            self.run = (
-                _openvino_runner(model.path(backend), threads)
-                if backend == "openvino"
-                else _onnxruntime_runner(model.path(backend), threads)
-            )
             self.tokenizer = Tokenizer.from_file(str(model.folder / "tokenizer.json"))
+            self.tokenizer.enable_truncation(max_length=max_length, strategy="longest_first")
+            self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+            if backend == "openvino-int8":
+                self.run = _openvino_int8_runner(model, self, threads)
+            elif backend == "openvino":
+                self.run = _openvino_runner(model.path(backend), threads)
+            else:
+                self.run = _onnxruntime_runner(model.path(backend), threads)
         except RagError:
             raise
         except Exception as error:
@@ -360,8 +395,6 @@ class OnnxEncoder:
                 f"cannot load {model.path(backend)} with {runtime} ({type(error).__name__}); "
                 f"delete {model.folder} to export it again"
             ) from None
-        self.tokenizer.enable_truncation(max_length=max_length, strategy="longest_first")
-        self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
 
     def encode_batch(self, texts: list[Any]) -> tuple[dict[str, np.ndarray], list]:
         """Token arrays (padded to the longest) for texts or (text, pair) tuples."""
@@ -395,4 +428,36 @@ def _openvino_runner(path: Path, threads: int) -> Runner:
             "RAG_ENCODER_BACKEND=openvino but the openvino package does not load here; "
             "install it (pip install openvino) or set RAG_ENCODER_BACKEND=onnx"
         )
-    return openvino_runtime.CompiledEncoder(path, threads).run
+    return openvino_runtime.CompiledEncoder(openvino_runtime.converted(path), threads).run
+
+
+def calibration_texts() -> list[str]:
+    """The shipped texts the static int8 model's activation ranges are set on (one per line;
+    rag.train.encoder_calibration writes them)."""
+    import gzip
+
+    path = CALIBRATION_TEXTS / "paragraphs.txt.gz"
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as lines:
+            return [line.strip() for line in lines if line.strip()]
+    except (OSError, EOFError) as error:
+        raise EncoderExportError(
+            f"cannot read the int8 calibration texts {path} ({type(error).__name__}); "
+            "reinstall, or run `python -m rag.train.encoder_calibration`"
+        ) from None
+
+
+def _openvino_int8_runner(model: ExportedModel, encoder: OnnxEncoder, threads: int) -> Runner:
+    from rag import openvino_runtime
+
+    if not openvino_runtime.int8_available():
+        raise EncoderExportError(
+            "RAG_ENCODER_BACKEND=openvino-int8 needs the openvino and nncf packages "
+            "(pip install openvino nncf), or set RAG_ENCODER_BACKEND=openvino"
+        )
+
+    def samples() -> list[dict[str, np.ndarray]]:
+        return [encoder.encode_batch([text])[0] for text in calibration_texts()]
+
+    compiled = openvino_runtime.quantized(model.path("onnx"), samples)
+    return openvino_runtime.CompiledEncoder(compiled, threads).run

@@ -379,7 +379,7 @@ def reader_backend_for(encoder_backend: str) -> str:
     from rag.onnx_encoders import resolve_backend
 
     backend = resolve_backend(encoder_backend)
-    return "onnx" if backend == "onnx-int8" else backend
+    return {"onnx-int8": "onnx", "openvino-int8": "openvino"}.get(backend, backend)
 
 
 def get_reader(folder: Path | str = READER_DIR, backend: str = "onnx") -> Reader:

@@ -38,9 +38,9 @@ from rag.bm25 import BM25Index, Records, Segment
 from rag.bm25_disk import BM25Cache
 from rag.chunking import search_text
 from rag.config import Settings
-from rag.embeddings import Embedder, get_embedder
+from rag.embeddings import Embedder
 from rag.sections import path_at, with_section
-from rag.store import Store, open_store
+from rag.store import Store, embedder_for, open_store
 
 __all__ = [
     "BM25Index",
@@ -241,7 +241,7 @@ class HybridSearcher:
         self, settings: Settings, embedder: Embedder | None = None, store: Store | None = None
     ):
         self.settings = settings
-        self.embedder = embedder or get_embedder(settings)
+        self.embedder = embedder or embedder_for(settings)
         self.store = store or open_store(settings, self.embedder)
         self._bm25: BM25Index | None = None
         self._revision: str | None = None

@@ -20,7 +20,8 @@ import numpy as np
 
 from rag.chunking import Chunk
 from rag.config import RagError, Settings, make_offline
-from rag.onnx_encoders import INT8
+from rag.embeddings import Embedder, get_embedder
+from rag.onnx_encoders import INT8, OPENVINO_INT8, backend_for_precision
 
 PAGE_SIZE = 5000
 WRITE_BATCH = 4000
@@ -224,7 +225,11 @@ class Store:
             )
         precision = metadata.get("embedding_precision", "fp32")
         if precision != self.embedding_precision:
-            backends = {"fp32": "auto (or onnx, openvino, torch)", INT8: "onnx-int8"}
+            backends = {
+                "fp32": "onnx, openvino or torch",
+                INT8: "onnx-int8",
+                OPENVINO_INT8: "auto or openvino-int8",
+            }
             if precision in backends:
                 switch = f"Set RAG_ENCODER_BACKEND={backends[precision]}, or rebuild it"
             else:  # "int8": an earlier version's unfused int8 export
@@ -475,6 +480,29 @@ def chunk_metadata(chunk: Chunk, extra: dict[str, Any]) -> dict[str, Any]:
         metadata["code"] = json.dumps(chunk.code)
     metadata.update(extra)
     return metadata
+
+
+def recorded_precision(settings: Settings) -> str | None:
+    """The precision the existing index was embedded in, or None (no index, or it cannot be
+    read now: the store reports that itself when it is used)."""
+    try:
+        collection = Store(settings, None, None).collection(create=False)
+    except Exception:
+        return None
+    if collection is None:
+        return None
+    return str((collection.metadata or {}).get("embedding_precision", "fp32"))
+
+
+def embedder_for(settings: Settings) -> Embedder:
+    """The shared embedder for this index. With RAG_ENCODER_BACKEND=auto an existing index
+    keeps the precision it was embedded in (an fp32 index stays fp32 where auto would make a
+    new one in int8): the default changing never locks anyone out of their index."""
+    if settings.encoder_backend != "auto":
+        return get_embedder(settings)
+    precision = recorded_precision(settings)
+    backend = backend_for_precision(precision) if precision else None
+    return get_embedder(settings, backend)
 
 
 def open_store(settings: Settings, embedder: Any) -> Store:

@@ -84,10 +84,16 @@ def test_openvino_runs_the_fp32_export_with_fp32_family_vectors() -> None:
 
 
 def test_auto_is_openvino_where_it_loads_and_onnx_runtime_elsewhere(monkeypatch) -> None:
-    assert resolve_backend("auto") == "openvino" and resolve_backend("onnx-int8") == "onnx-int8"
+    int8_here = openvino_runtime.int8_dot_products() and openvino_runtime.int8_available()
+    assert resolve_backend("auto") == ("openvino-int8" if int8_here else "openvino")
+    assert resolve_backend("auto", int8=False) == "openvino"
+    assert resolve_backend("onnx-int8") == "onnx-int8"
     assert Settings().encoder_backend == "auto"
     precision = openvino_runtime.inference_precision()
     assert precision in ("bf16", "f32") and precision in describe_backend("openvino")
+    monkeypatch.setattr(openvino_runtime, "int8_dot_products", lambda: False)
+    assert resolve_backend("auto") == "openvino" and Embedder().backend == "openvino"
+    assert "no int8 dot-product instructions" in describe_backend("openvino", "auto")
     monkeypatch.setattr(openvino_runtime, "available", lambda: False)
     assert resolve_backend("auto") == "onnx" and Embedder().backend == "onnx"
     assert "openvino package does not load" in describe_backend("onnx", "auto")
@@ -96,6 +102,47 @@ def test_auto_is_openvino_where_it_loads_and_onnx_runtime_elsewhere(monkeypatch)
     model = exported(packaged_model_dir(), "embedding", "onnx")
     with pytest.raises(EncoderExportError, match=r"pip install openvino\) or set RAG_ENC"):
         OnnxEncoder(model, "openvino", 16)
+    with pytest.raises(EncoderExportError, match=r"pip install openvino nncf\), or set RAG_"):
+        OnnxEncoder(model, "openvino-int8", 16)
+
+
+def test_openvino_int8_vectors_are_close_deterministic_and_a_family_of_their_own(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The static int8 model (nncf, calibrated on the shipped texts) gives vectors 0.99 cosine
+    to PyTorch's on average, tagged as their own precision; made once per cache, byte for byte the
+    same on every machine (clients of one server embed alike), with no leftovers."""
+    torch_vectors = Embedder(backend="torch").encode(TEXTS)
+    int8 = Embedder(backend="openvino-int8")
+    assert int8.precision == "int8-openvino" != Embedder(backend="openvino").precision
+    vectors = int8.encode(TEXTS)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    agreement = (vectors * torch_vectors).sum(axis=1)
+    assert agreement.min() > 0.98 and agreement.mean() > 0.99
+    from rag.embeddings import packaged_model_dir
+
+    made = exported(packaged_model_dir(), "embedding", "onnx").folder / "openvino-int8"
+    monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path / "cache"))
+    model = exported(packaged_model_dir(), "embedding", "onnx")
+    again = OnnxEncoder(model, "openvino-int8", 256)
+    weights = model.folder / "openvino-int8" / "model.bin"
+    assert weights.read_bytes() == (made / "model.bin").read_bytes()
+    arrays, _ = again.encode_batch(TEXTS)
+    assert np.array_equal(again.run(arrays)[0], int8.onnx.run(arrays)[0])
+    assert not [p for p in model.folder.iterdir() if p.name.startswith("openvino-int8.")]
+
+
+def test_missing_int8_calibration_texts_are_one_line(tmp_path: Path, monkeypatch) -> None:
+    from rag import onnx_encoders
+    from rag.embeddings import packaged_model_dir
+
+    monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(onnx_encoders, "CALIBRATION_TEXTS", tmp_path / "nowhere")
+    model = exported(packaged_model_dir(), "embedding", "onnx")
+    with pytest.raises(EncoderExportError, match=r"calibration texts .* reinstall") as info:
+        OnnxEncoder(model, "openvino-int8", 16)
+    assert "\n" not in str(info.value)
+    assert not (model.folder / "openvino-int8").exists()
 
 
 def test_the_openvino_conversion_is_made_once_and_redone_when_incomplete(
@@ -201,6 +248,8 @@ def test_a_new_export_removes_the_ones_it_supersedes(tmp_path: Path, monkeypatch
 
 
 def test_an_index_is_queried_only_in_its_own_precision(tmp_path: Path) -> None:
+    """Explicit backends of another precision are refused with the setting that fits; ``auto``
+    follows the index (a default that moved to int8 never locks out an fp32 index)."""
     from rag.answer import RAG
 
     docs = tmp_path / "docs"
@@ -214,8 +263,31 @@ def test_an_index_is_queried_only_in_its_own_precision(tmp_path: Path) -> None:
         RAG(fp32).ask("When does the ferry leave?")
     with pytest.raises(EmbeddingMismatchError, match="embedded in int8"):
         ingest([docs], fp32.with_overrides(encoder_backend="torch"))
-    with pytest.raises(EmbeddingMismatchError, match="embedded in int8"):
-        RAG(fp32.with_overrides(encoder_backend="auto")).ask("When does the ferry leave?")
+    auto = fp32.with_overrides(encoder_backend="auto")
+    assert RAG(auto).embedder.backend == "onnx-int8"
+    assert "07:15" in RAG(auto).ask("When does the ferry leave?").answer
+    openvino_int8 = Settings(
+        index_dir=tmp_path / "ov-index", encoder_backend="openvino-int8", llm="extractive"
+    )
+    assert ingest([docs], openvino_int8).ok
+    with pytest.raises(EmbeddingMismatchError, match="RAG_ENCODER_BACKEND=auto or openvino-int8"):
+        RAG(openvino_int8.with_overrides(encoder_backend="openvino")).ask("When?")
+    assert RAG(openvino_int8.with_overrides(encoder_backend="auto")).embedder.precision == (
+        "int8-openvino"
+    )
+
+
+def test_auto_makes_a_new_index_in_what_auto_resolves_to(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "ferry.txt").write_text("The ferry leaves at 07:15 every weekday morning.\n")
+    settings = Settings(index_dir=tmp_path / "index", llm="extractive")
+    assert ingest([docs], settings).ok
+    from rag.onnx_encoders import precision_of
+    from rag.store import recorded_precision
+
+    assert recorded_precision(settings) == precision_of(resolve_backend("auto"))
+    assert recorded_precision(settings.with_overrides(collection="absent")) is None
 
 
 def test_an_fp32_index_is_served_by_any_fp32_family_backend(tmp_path: Path) -> None:

@@ -46,10 +46,10 @@ from rag.answer.state import Turn, turn_of
 from rag.answer.text import clean_question
 from rag.answer.verify import Verifier
 from rag.config import RagError, Settings, load_settings
-from rag.embeddings import get_embedder
 from rag.llm import LLMSpec, LLMUnavailableError, endpoint, load_chat_model, parse_spec
 from rag.reader import READER_DIR, Reader, get_reader, reader_backend_for
 from rag.retrieval import HybridRetriever, HybridSearcher, RetrievedChunk
+from rag.store import embedder_for
 
 __all__ = ["RAG", "ask", "get_rag", "refusal_text"]
 
@@ -78,7 +78,7 @@ class RAG:
         prompt: BasePromptTemplate | None = None,
     ):
         self.settings = settings or load_settings()
-        self.embedder = get_embedder(self.settings)
+        self.embedder = embedder_for(self.settings)
         self.searcher = searcher or HybridSearcher(self.settings, self.embedder)
         self.retriever = retriever or HybridRetriever(searcher=self.searcher)
         self.prompt = prompt or ANSWER_PROMPT

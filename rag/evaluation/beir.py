@@ -239,9 +239,9 @@ def evaluate_beir(
     """Ingest a BEIR dataset into ``beir-<name>`` (incrementally) and score dense, BM25 and
     hybrid retrieval of its judged queries: nDCG@k, Recall@100, MRR@k (document rank = rank of
     its best chunk; retrieval settings as configured)."""
-    from rag.embeddings import get_embedder
     from rag.ingest import ingest
     from rag.retrieval import HybridSearcher
+    from rag.store import embedder_for
 
     began = time.perf_counter()
     dataset = load_beir(folder, split)
@@ -253,7 +253,7 @@ def evaluate_beir(
         failed = "; ".join(f"{f.path}: {f.error}" for f in report.failed[:3])
         raise EvaluationError(f"ingesting {dataset.name} failed: {failed}")
     ingested_s = time.perf_counter() - began
-    searcher = HybridSearcher(beir_settings, get_embedder(beir_settings))
+    searcher = HybridSearcher(beir_settings, embedder_for(beir_settings))
     total_chunks = searcher.chunk_count()
     depth = max(RECALL_DEPTH, k)
     fetch = max(beir_settings.fetch_k, 3 * depth)

@@ -114,15 +114,10 @@ def run(
     """Quick mode evaluates a subset, unless a full run already left the whole corpus indexed
     by the current pipeline (then the real numbers cost only the queries)."""
     from rag.evaluation import evaluate_beir
-    from rag.onnx_encoders import precision_of, resolve_backend
 
     workdir = workdir or CACHE_DIR / "scifact"
-    # One index per vector precision: the default encoder's own, never an older one's that
-    # RAG_ENCODER_BACKEND=auto would keep following.
-    precision = precision_of(resolve_backend(settings().encoder_backend))
-    index = "index" if precision == "fp32" else f"index-{precision}"
     bench_settings = settings(
-        index_dir=workdir / index, data_dir=workdir / "data", llm="extractive"
+        index_dir=workdir / "index", data_dir=workdir / "data", llm="extractive"
     )
     folder = dataset_dir
     subset = None

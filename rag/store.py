@@ -128,9 +128,10 @@ class Store:
         embedding_precision: str = "fp32",
     ):
         """``embedding_model``/``embedding_dim`` None: read-only use, no compatibility check.
-        ``embedding_precision``: "fp32" (torch, onnx or openvino) or ``INT8`` (onnx-int8); an
-        index is queried only in the precision it was embedded in (collections without the
-        field were embedded in fp32)."""
+        ``embedding_precision``: "fp32" (torch, onnx or openvino), ``INT8`` (onnx-int8) or
+        ``OPENVINO_INT8`` (openvino-int8); an index is queried only in the precision it was
+        embedded in (our collections without the field were embedded in fp32; another tool's
+        get our labels when we first write to them)."""
         self.settings = settings
         self.embedding_model = embedding_model
         self.embedding_dim = embedding_dim
@@ -223,7 +224,10 @@ class Store:
                 f"{self.embedding_model!r} ({self.embedding_dim} dimensions); vectors of two "
                 f"models cannot be mixed. {keep}: `rag reset --yes` then `rag ingest PATH`."
             )
-        precision = metadata.get("embedding_precision", "fp32")
+        precision = metadata.get("embedding_precision")
+        if precision is None and model is None:
+            return  # not made by us: it gets our labels, precision too, when we first write
+        precision = precision or "fp32"  # our versions before the label embedded in fp32
         if precision != self.embedding_precision:
             backends = {
                 "fp32": "onnx, openvino or torch",
@@ -430,6 +434,7 @@ class Store:
         metadata.update(
             embedding_model=self.embedding_model,
             embedding_dim=self.embedding_dim,
+            embedding_precision=self.embedding_precision,  # what the check above accepted
             revision=uuid.uuid4().hex,
         )
         with self._guard():

@@ -12,7 +12,7 @@ import pytest
 from rag.config import Settings
 from rag.ingest import IngestProgress, index_stats, ingest
 from rag.loaders import load_file
-from rag.store import Store
+from rag.store import Store, open_store
 
 SENTENCES = [
     "The harbour of Valdoria handles forty container ships a week.",
@@ -127,7 +127,7 @@ def test_ingest_every_type_with_offsets_pages_and_metadata(corpus, settings, emb
     assert all("page" not in m for _, m in grouped["harbour.txt"])
     assert any("Aurora | 1200" in m["text"] for _, m in grouped["reports/memo.docx"])
     # embeddings are normalised and retrievable
-    store = Store(settings, embedder.name, embedder.dimension)
+    store = open_store(settings, embedder)
     hits = store.query(embedder.encode_query("When was the lighthouse rebuilt?"), 3)
     assert hits and hits[0][1] > 0.5
     stats = index_stats(settings)
@@ -323,7 +323,7 @@ def test_half_written_and_mixed_files_are_repaired(corpus, settings, embedder) -
     ingest([corpus], settings, embedder=embedder)
     clean = records(settings)
     grouped = by_source(settings)
-    collection = Store(settings, embedder.name, embedder.dimension).collection()
+    collection = open_store(settings, embedder).collection()
     # half-written: drop all but the first chunk of one file
     harbour_ids = [i for i, _ in grouped["harbour.txt"]]
     assert len(harbour_ids) > 2

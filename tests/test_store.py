@@ -82,6 +82,7 @@ def test_unlabelled_collection_with_same_dimension_is_accepted(settings, embedde
     metadata = Store(settings, None, None).metadata()
     assert metadata["embedding_model"] == embedder.name  # labelled from now on
     assert metadata["embedding_dim"] == embedder.dimension
+    assert metadata["embedding_precision"] == embedder.precision
     # Chroma's default space there is l2: scores must still be cosine similarities
     store = open_store(settings, embedder)
     question = "What does Merren Island export?"

@@ -94,15 +94,15 @@ class Settings(BaseSettings):
     encoder_backend: Literal["auto", "openvino", "openvino-int8", "onnx", "onnx-int8", "torch"] = (
         Field(
             "auto",
-            description="How the embedding model and the reader run. 'auto': for a new index, "
-            "OpenVINO's static int8 embedding model where the CPU has int8 dot-product "
-            "instructions (AVX-512 VNNI, AVX-VNNI, AMX) and nncf is installed, else OpenVINO "
-            "(bf16 matrix units where the CPU has them), else ONNX Runtime fp32; for an existing "
-            "index, whatever embeds in the precision it was built in. All run exports made once "
-            "from the packaged weights in RAG_CACHE_DIR. 'onnx-int8' is ONNX Runtime's dynamic "
-            "int8, 'torch' PyTorch. The reader never runs in int8. An index is only queried in "
-            "the precision it was embedded in: fp32 (torch, onnx and openvino, whose vectors agree "
-            "to 1e-5 cosine), OpenVINO int8 or ONNX Runtime int8.",
+            description="How the embedding model and the reader run. 'auto': OpenVINO where the "
+            "openvino package loads (bf16 matrix units where the CPU has them), else ONNX Runtime "
+            "fp32, except that an existing index keeps the precision it was embedded in. All run "
+            "exports made once from the packaged weights in RAG_CACHE_DIR. 'openvino-int8': "
+            "OpenVINO's static int8 embedding model (nncf; ~1.7x bf16 on CPUs with int8 dot "
+            "products), 'onnx-int8' ONNX Runtime's dynamic int8, 'torch' PyTorch; the reader never "
+            "runs in int8. An index is only queried in the precision it was embedded in: fp32 "
+            "(torch, onnx and openvino, whose vectors agree to 1e-5 cosine), OpenVINO int8 or "
+            "ONNX Runtime int8.",
         )
     )
     chunk_size: int = Field(1000, ge=100, le=20_000, description="Target chunk size (chars).")

@@ -66,27 +66,23 @@ def precision_of(backend: str) -> str:
 
 
 def backend_for_precision(precision: str) -> str | None:
-    """The backend that embeds in ``precision`` here (fp32: what ``auto`` runs in fp32), or
-    None for a precision no backend of this version makes."""
+    """The backend that embeds in ``precision`` here (fp32: what ``auto`` runs), or None for a
+    precision no backend of this version makes."""
     if precision == "fp32":
-        return resolve_backend("auto", int8=False)
+        return resolve_backend("auto")
     return {INT8: "onnx-int8", OPENVINO_INT8: "openvino-int8"}.get(precision)
 
 
-def resolve_backend(backend: str, int8: bool = True) -> str:
-    """``auto``: OpenVINO's static int8 model where the CPU has int8 dot-product instructions
-    and nncf is installed (``int8`` False: never), else OpenVINO (bf16 or fp32 products, fp32
-    vectors) where the ``openvino`` package loads, else ONNX Runtime fp32; any other name is
-    returned as it is."""
+def resolve_backend(backend: str) -> str:
+    """``auto``: OpenVINO where the ``openvino`` package loads (bf16 or fp32 products, fp32
+    vectors), else ONNX Runtime fp32; any other name is returned as it is. (OpenVINO's static
+    int8 is faster still on CPUs with int8 dot products, but stays a choice: it answered 2 of 73
+    paraphrased README validation questions fewer, BENCHMARKS.md.)"""
     if backend != "auto":
         return backend
     from rag import openvino_runtime
 
-    if not openvino_runtime.available():
-        return "onnx"
-    if int8 and openvino_runtime.int8_dot_products() and openvino_runtime.int8_available():
-        return "openvino-int8"
-    return "openvino"
+    return "openvino" if openvino_runtime.available() else "onnx"
 
 
 def weights_fingerprint(folder: Path) -> str:
@@ -354,10 +350,8 @@ def describe_backend(backend: str, configured: str = "auto") -> str:
             else "fp32 (this CPU has no bf16 matrix units)"
         )
         why = ""
-        if configured == "auto" and not openvino_runtime.int8_dot_products():
-            why = "; auto stays off int8: this CPU has no int8 dot-product instructions"
-        elif configured == "auto" and not openvino_runtime.int8_available():
-            why = "; auto stays off int8: nncf is not installed (pip install nncf)"
+        if configured == "auto" and openvino_runtime.int8_dot_products():
+            why = "; this CPU has int8 dot products: RAG_ENCODER_BACKEND=openvino-int8 is faster"
         return f"openvino, {products}{why}"
     if backend == "onnx" and configured == "auto":
         return "onnx, ONNX Runtime fp32 (the openvino package does not load here)"

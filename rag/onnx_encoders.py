@@ -1,6 +1,6 @@
 """ONNX encoders: the packaged MiniLM embedding model and the reader, exported once, run by
-ONNX Runtime or by OpenVINO (backends "openvino" and "openvino-int8", the default where
-they load: rag.openvino_runtime).
+ONNX Runtime or by OpenVINO (backend "openvino", the default where it loads, and the
+embedding model's static int8 "openvino-int8": rag.openvino_runtime).
 
 The weights come from the installed packages (never a download): on first use each model is
 exported from its local folder with ``torch.onnx.export`` into a cache folder
@@ -77,7 +77,7 @@ def resolve_backend(backend: str) -> str:
     """``auto``: OpenVINO where the ``openvino`` package loads (bf16 or fp32 products, fp32
     vectors), else ONNX Runtime fp32; any other name is returned as it is. (OpenVINO's static
     int8 is faster still on CPUs with int8 dot products, but stays a choice: it answered 2 of 73
-    paraphrased README validation questions fewer, BENCHMARKS.md.)"""
+    paraphrased README validation questions fewer: rag/models/encoder-calibration/README.md.)"""
     if backend != "auto":
         return backend
     from rag import openvino_runtime

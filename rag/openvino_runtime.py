@@ -148,7 +148,7 @@ def quantized(onnx_path: Path, samples: Callable[[], list[dict[str, np.ndarray]]
                 model_type=nncf.ModelType.TRANSFORMER,
                 subset_size=len(inputs),
                 # the token tables stay as they are: an int8 table is folded back into fp32
-                # when compiled (+40 MB of memory); in fp16 it compiles to bf16, as converted's
+                # when compiled (+40 MB of memory); fp16 ones compile as converted's do
                 ignored_scope=nncf.IgnoredScope(types=["Gather"]),
             )
         openvino.save_model(model, str(target), compress_to_fp16=False)

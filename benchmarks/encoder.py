@@ -5,8 +5,8 @@ dense nDCG@10 with each), the reader with PyTorch, ONNX Runtime and OpenVINO (pe
 answering reads), and a cold ``rag ask`` (wall time and peak memory of a fresh process).
 
 The headline figures (``speedup_vs_torch``, ``scifact_ndcg_delta``, the reader's ``p95_ms``)
-are the default encoder's (RAG_ENCODER_BACKEND=auto for a new index: OpenVINO int8 on CPUs
-with int8 dot-product instructions, else OpenVINO); the others stay beside them."""
+are the default encoder's (RAG_ENCODER_BACKEND=auto: OpenVINO where it loads); the others,
+OpenVINO int8 among them, stay beside them."""
 
 from __future__ import annotations
 

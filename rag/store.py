@@ -501,8 +501,8 @@ def recorded_precision(settings: Settings) -> str | None:
 
 def embedder_for(settings: Settings) -> Embedder:
     """The shared embedder for this index. With RAG_ENCODER_BACKEND=auto an existing index
-    keeps the precision it was embedded in (an fp32 index stays fp32 where auto would make a
-    new one in int8): the default changing never locks anyone out of their index."""
+    keeps the precision it was embedded in (one built with openvino-int8 or onnx-int8 goes on
+    in int8): the default setting never locks anyone out of their index."""
     if settings.encoder_backend != "auto":
         return get_embedder(settings)
     precision = recorded_precision(settings)

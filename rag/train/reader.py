@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from rag.reader import MAX_LENGTH, PASSAGE_MAX_LENGTH, READER_DIR, reader_text
+from rag.train.code_data import load_pairs
 from rag.train.listwise import answer_scores, grouped_order, listwise_loss
 from rag.train.passage_data import build_passage_pairs
 from rag.train.reader_data import Pair, build_pairs
@@ -211,6 +212,16 @@ def main(argv: list[str] | None = None) -> int:
         "--max-length", type=int, default=TRAIN_MAX_LENGTH, help="tokens per training input"
     )
     parser.add_argument(
+        "--code-pairs",
+        type=Path,
+        default=None,
+        help="how-to pairs with code answers to train on too (rag.train.code_data's "
+        "pairs.jsonl.gz)",
+    )
+    parser.add_argument(
+        "--code-repeat", type=int, default=1, help="how many times each code pair is seen"
+    )
+    parser.add_argument(
         "--passages",
         action="store_true",
         help="train a passage reader: the question against windows of sentences about one "
@@ -256,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         + (f"-t{args.max_length}" if args.max_length != TRAIN_MAX_LENGTH else "")
         + ("-passages" if args.passages else "")
         + ("-grouped" if args.listwise else "")
+        + (f"-code{code_digest(args.code_pairs)}x{args.code_repeat}" if args.code_pairs else "")
         + ".pt"
     )
     if data_file.exists():
@@ -276,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
             skip_questions=args.skip_questions,
             **shares,
         )
+        if args.code_pairs:
+            pairs += load_pairs(args.code_pairs) * args.code_repeat
+            random.Random(args.seed).shuffle(pairs)
         rows = encode_pairs(tokenizer, pairs, args.max_length)
         kinds: dict[str, int] = {}
         for pair in pairs:
@@ -373,6 +388,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def code_digest(path: Path) -> str:
+    """A short digest of a code-pairs file, naming the data cache built with it."""
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:10]
+
+
 def earlier_stages(init: Path | None) -> list[dict]:
     """The training stages of the model a run starts from (from its ``reader.json``)."""
     if init is None or not (init / "reader.json").is_file():
@@ -436,6 +458,9 @@ def export(model, tokenizer, folder: Path, args, step: int, total: int, kinds, p
         "inference_max_length": PASSAGE_MAX_LENGTH if args.passages else MAX_LENGTH,
         "input": "passage" if args.passages else "sentence",
     }
+    if args.code_pairs:
+        stage["data"] += "; how-to pairs with code answers (rag.train.code_data)"
+        stage["code_pairs"] = {"file": str(args.code_pairs), "repeat": args.code_repeat}
     info["training"] = training_summary(earlier_stages(args.init), stage)
     info["input"] = stage["input"]
     info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")

@@ -68,6 +68,13 @@ def test_every_evaluation_package_is_held_out() -> None:
     assert not _held_out("jinja2", excluded)
 
 
+def test_no_corpora_to_hold_out_is_an_error(tmp_path) -> None:
+    import pytest
+
+    with pytest.raises(FileNotFoundError, match="no evaluation corpora"):
+        evaluation_packages(tmp_path)
+
+
 def test_templates_ask_what_the_code_answers(tmp_path) -> None:
     by_kind = {q["kind"]: q for q in _questions(tmp_path)}
     assert by_kind["code_install"]["answer"] == "$ pip install widget"

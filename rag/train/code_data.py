@@ -95,8 +95,14 @@ def normalise(name: str) -> str:
 
 
 def evaluation_packages(corpora: Path = EVAL_CORPORA) -> set[str]:
-    """Every package an evaluation corpus holds (its licence file's and its document's name)."""
+    """Every package an evaluation corpus holds (its licence file's and its document's name).
+    Without the corpora (not a checkout) nothing could be held out: an error, not an empty set."""
     names = {normalise(path.stem) for path in corpora.glob("*/LICENSES/*.txt")}
+    if not names:
+        raise FileNotFoundError(
+            f"no evaluation corpora under {corpora}: build the pairs from a checkout of the "
+            "repository, so that their documents are left out"
+        )
     documents = corpora.glob("*/*/*")
     names |= {normalise(path.stem) for path in documents if path.suffix in {".md", ".rst"}}
     return names

@@ -21,7 +21,10 @@ pairs show it code answers, from documents no evaluation set holds:
   answer it as well), and for a share of questions a near miss (one word swapped,
   ``swap_word``) is read against the positive.
 
-    python -m rag.train.code_data --out build/codeqa      (part of make train-reader)
+    python -m rag.train.code_data --out build/codeqa
+
+An experiment, not part of ``make train-reader``: the reader trained with these pairs was not
+shipped (its model card has the figures).
 """
 
 from __future__ import annotations

@@ -35,6 +35,14 @@ NO_ROOM = -1e4
 WORK = Path(os.environ.get("SWEEP_WORK", "/tmp/sweep"))
 
 # name: (kind shares, epochs). Shares: the fraction of that kind's pairs kept (by hash).
+CODE_KINDS = (
+    "code_comment",
+    "code_heading",
+    "code_install",
+    "code_lead_in",
+    "code_negative",
+    "code_swapped",
+)
 CORE = {"positive": 1.0, "paragraph": 1.0, "other_article": 1.0, "adversarial": 1.0}
 VARIANTS = {
     "A": ({**CORE, "swapped": 0.25}, 1.0),
@@ -42,6 +50,8 @@ VARIANTS = {
     "C": ({**CORE, "swapped": 1.0, "word_swapped": 0.5}, 1.0),
     "D": ({**CORE, "swapped": 1.0, "word_swapped": 0.5, "same_article": 0.5}, 2.0),
     "E": ({**CORE, "swapped": 1.0, "word_swapped": 0.5}, 2.0),
+    # A with rag.train.code_data's how-to pairs (a pool made by add_code_pairs.py; not run yet)
+    "F": ({**CORE, "swapped": 0.25, **dict.fromkeys(CODE_KINDS, 1.0)}, 1.0),
 }
 
 

@@ -316,7 +316,7 @@ def build(out: Path, reader_dir: Path | None = None, seed: int = 13) -> list[Pai
     from rag.answer.reading import reading_title
     from rag.config import load_settings
     from rag.ingest import ingest
-    from rag.loaders import load_file
+    from rag.loaders import LoaderError, load_file
 
     rng = random.Random(seed)
     docs = out / "docs"
@@ -331,7 +331,7 @@ def build(out: Path, reader_dir: Path | None = None, seed: int = 13) -> list[Pai
         path = docs / entry["file"]
         try:
             loaded = load_file(path)
-        except Exception:  # a document our loaders cannot read gives no questions
+        except LoaderError:  # a document our loaders cannot read gives no questions
             continue
         package = entry["package"]
         if entry["origin"] == "debian":

@@ -230,7 +230,9 @@ def test_encoder_section_compares_backends_side_by_side(tiny_beir: Path) -> None
     assert cosine["onnx"] > 0.9999 and cosine["openvino"] > 0.9999 and cosine["onnx-int8"] > 0.98
     assert cosine["openvino-int8"] > 0.98
     rates = speed["docs_per_s"]
-    assert speed["speedup_vs_torch"] == round(rates[default] / rates["torch"], 2)
+    # the headline is the default's rate over PyTorch's (from unrounded rates: within the
+    # 2-decimal rounding of the figure recomputed from the 0.1-rounded ones)
+    assert abs(speed["speedup_vs_torch"] - rates[default] / rates["torch"]) <= 0.011
     quality = encoder.dense_ndcg(dataset, quick=False)
     scores = quality["dense_ndcg@10"]
     assert set(scores) == {"onnx", "onnx-int8", "openvino", "openvino-int8"}
